@@ -1,0 +1,1 @@
+//! The dlll-cias core library.

@@ -1,0 +1,50 @@
+#![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "dlll-cias developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install the test prerequisites (Debian packages) and run the whole test suite.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.task {
+        Task::Test { cargo_args } => test(&cargo_args),
+    }
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    xtask::prereqs::ensure_packages(xtask::prereqs::TEST_PACKAGES)?;
+    let mut args = vec!["test", "--workspace", "--locked"];
+    args.extend(extra.iter().map(String::as_str));
+    let status = duct::cmd("cargo", &args).unchecked().run()?;
+    if !status.status.success() {
+        bail!("cargo test failed");
+    }
+    Ok(())
+}

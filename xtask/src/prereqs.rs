@@ -1,0 +1,51 @@
+//! Debian packages the test suite needs, installed on demand (CI machines start fresh).
+
+use anyhow::{bail, Context, Result};
+
+/// Packages the tests use for real: keepalived validates rendered configs, sshd serves the SSH
+/// host tests, libssl/pkg-config build ssh2's libssh2.
+pub const TEST_PACKAGES: &[&str] = &[
+    "keepalived",
+    "openssh-server",
+    "openssh-client",
+    "iproute2",
+    "libssl-dev",
+    "pkg-config",
+    "zlib1g-dev",
+];
+
+/// Installs the packages of `wanted` that dpkg does not list as installed.
+pub fn ensure_packages(wanted: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|p| !is_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    duct::cmd!("apt-get", "update", "-qq")
+        .run()
+        .context("apt-get update failed (are you root on Debian?)")?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    let status = duct::cmd("apt-get", &args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .unchecked()
+        .run()?;
+    if !status.status.success() {
+        bail!("apt-get install {} failed", missing.join(" "));
+    }
+    Ok(())
+}
+
+fn is_installed(package: &str) -> bool {
+    duct::cmd!("dpkg-query", "-W", "-f=${Status}", package)
+        .stdout_capture()
+        .stderr_null()
+        .unchecked()
+        .read()
+        .map(|s| s.contains("install ok installed"))
+        .unwrap_or(false)
+}
