@@ -1,1 +1,19 @@
-//! The dlll-cias core library.
+//! The dlll-cias core library: everything the `dlll_cias-*` binaries share.
+//!
+//! - [`netplan`]: the address plan (VMIDs, VM addresses, port forwards, node addresses,
+//!   hostnames, the registry that never reuses an address). Pure functions.
+//! - [`settings`]: the cluster settings file and the separate secrets file, validated.
+//! - [`host`]: the only place that starts processes, locally, over SSH or as a dry run.
+//! - [`templates`]: keepalived, MooseFS and cron files rendered from `templates/`.
+//! - [`vrrp`]: the installer priority and how it becomes keepalived's.
+//! - [`paths`]: where things live on a node.
+//!
+//! This crate never prints and never exits: it returns typed errors and lets the binaries
+//! decide how to tell the administrator.
+
+pub mod host;
+pub mod netplan;
+pub mod paths;
+pub mod settings;
+pub mod templates;
+pub mod vrrp;

@@ -1,0 +1,172 @@
+//! Running commands on a node: the only module that starts processes.
+//!
+//! A [`Command`] is an argv vector plus, optionally, a secret for its stdin and a timeout.
+//! A [`Host`] runs it: [`LocalHost`] on this machine (duct), [`SshHost`] on another node (ssh2,
+//! key auth, pinned host keys), [`DryRunHost`] records what would run. Scenario code is written
+//! against `&dyn Host`, so the same code runs for real, as a dry run and in tests.
+//!
+//! Quoting happens once, at the SSH boundary ([`quote`]); secrets travel over stdin only.
+
+mod dry_run;
+mod local;
+pub mod quote;
+mod ssh;
+
+use std::fmt;
+use std::time::Duration;
+
+use thiserror::Error;
+
+pub use dry_run::DryRunHost;
+pub use local::LocalHost;
+pub use ssh::{SshHost, SshTarget};
+
+use crate::settings::Secret;
+
+/// The PATH every command runs with, whatever the caller's environment holds.
+pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Default limit for one command; long jobs (restores, formats) set their own.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A command to run: program, arguments, optional secret stdin, timeout.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Command {
+    argv: Vec<String>,
+    stdin: Option<Secret>,
+    timeout: Duration,
+    changes_state: bool,
+}
+
+impl Command {
+    /// A command that changes the node (the default): a dry run only records it.
+    pub fn new(program: impl Into<String>) -> Self {
+        Self { argv: vec![program.into()], stdin: None, timeout: DEFAULT_TIMEOUT, changes_state: true }
+    }
+
+    /// A read-only command (a status query): a dry run may still run it, to plan from real state.
+    pub fn query(program: impl Into<String>) -> Self {
+        Self { changes_state: false, ..Self::new(program) }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.argv.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.argv.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Feeds `secret` (and a newline) to the command's stdin; it never appears in argv or logs.
+    pub fn stdin_secret(mut self, secret: &Secret) -> Self {
+        self.stdin = Some(secret.clone());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
+    pub fn changes_state(&self) -> bool {
+        self.changes_state
+    }
+
+    fn stdin_bytes(&self) -> Option<Vec<u8>> {
+        self.stdin.as_ref().map(|s| format!("{}\n", s.expose()).into_bytes())
+    }
+
+    fn timeout_value(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// The command as a shell line (what an administrator would type); the secret is not shown.
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&quote::join(&self.argv))?;
+        if self.stdin.is_some() {
+            f.write_str(" <<< (secret on stdin)")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Command({self})")
+    }
+}
+
+/// What a finished command left behind.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Output {
+    /// Exit code; `None` when a signal ended the command.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// A node that runs commands.
+pub trait Host: fmt::Debug + Send + Sync {
+    /// The node's name, used in every message about it.
+    fn name(&self) -> &str;
+
+    /// Runs `cmd` and returns its output whatever its exit status (e.g. `pvecm status` exits 2
+    /// when not quorate, which callers read as an answer, not a failure).
+    fn execute(&self, cmd: &Command) -> Result<Output, HostError>;
+
+    /// Runs `cmd` and fails unless it exits 0.
+    fn run(&self, cmd: &Command) -> Result<Output, HostError> {
+        let output = self.execute(cmd)?;
+        if output.success() {
+            Ok(output)
+        } else {
+            Err(HostError::Failed {
+                host: self.name().to_string(),
+                command: cmd.to_string(),
+                status: match output.code {
+                    Some(code) => format!("exit status {code}"),
+                    None => "a signal".to_string(),
+                },
+                stderr: output.stderr.trim().to_string(),
+            })
+        }
+    }
+}
+
+/// Why a command did not run to success. Every variant names the host and the command.
+#[derive(Debug, Error)]
+pub enum HostError {
+    #[error("`{command}` on {host} failed with {status} - {}", if stderr.is_empty() { "no stderr" } else { stderr.as_str() })]
+    Failed { host: String, command: String, status: String, stderr: String },
+    #[error("`{command}` on {host} timed out after {}s", after.as_secs())]
+    Timeout { host: String, command: String, after: Duration },
+    #[error("cannot start `{command}` on {host} - {source}")]
+    Spawn { host: String, command: String, source: std::io::Error },
+    #[error("cannot connect to {host} - {reason}")]
+    Connect { host: String, reason: String },
+    #[error("host key of {host} is not in {known_hosts}; refusing to connect (pin it first)")]
+    HostKeyUnknown { host: String, known_hosts: String },
+    #[error("host key of {host} does not match the one pinned in {known_hosts}; refusing to connect (the node was reinstalled, or someone is impersonating it)")]
+    HostKeyChanged { host: String, known_hosts: String },
+    #[error("cannot log in to {host} as {user} with key {key} - {reason}")]
+    Auth { host: String, user: String, key: String, reason: String },
+    #[error("`{command}` on {host}: ssh session failed - {reason}")]
+    Session { host: String, command: String, reason: String },
+}

@@ -1,0 +1,257 @@
+//! Cluster settings: one YAML file in the management directory (`/data/cias/cias.yaml`),
+//! shared by every node, and a separate secrets file of mode 0600 (see [`secrets`]).
+//!
+//! Loading is strict: unknown keys are rejected, and every address is checked against the
+//! others (see [`validate`]). Errors name the file, the line and the field.
+
+mod locate;
+pub mod secrets;
+mod validate;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use secrets::{Secret, Secrets};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Proxmox cluster name (at most 15 characters).
+    #[serde(default = "default_cluster_name")]
+    pub cluster_name: String,
+    /// DNS domain of node hostnames, e.g. `example.com`.
+    pub domain: String,
+    /// Where reports go.
+    pub admin_email: String,
+    pub external: ExternalNetwork,
+    #[serde(default)]
+    pub internal: InternalNetwork,
+    #[serde(default)]
+    pub interfaces: Interfaces,
+    #[serde(default)]
+    pub vrrp: Vrrp,
+    #[serde(default)]
+    pub moosefs: MooseFs,
+    #[serde(default)]
+    pub smtp: Smtp,
+    #[serde(default)]
+    pub uplink: Uplink,
+}
+
+/// The external network (SPEC section 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalNetwork {
+    /// e.g. `192.168.56.0/24`
+    pub network: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// The master's external IP, a keepalived VIP.
+    pub master_ip: Ipv4Addr,
+    /// The router's "Proxmox management" IP (also its web GUI).
+    pub router_proxmox_ip: Ipv4Addr,
+    /// The router's "NAS management" IP.
+    pub router_nas_ip: Ipv4Addr,
+    /// The router's "VM management" IPs; list index = X of the VMIDs it forwards (1..251 IPs).
+    pub router_vm_ips: Vec<Ipv4Addr>,
+}
+
+/// The fixed-plan internal network `10.0.0.0/8`: only the two service addresses are chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InternalNetwork {
+    /// The router's LAN address and the internal gateway (`cias-router`).
+    pub router_ip: Ipv4Addr,
+    /// The master's internal VIP (`cias-pve-master`).
+    pub master_vip: Ipv4Addr,
+}
+
+impl Default for InternalNetwork {
+    fn default() -> Self {
+        Self { router_ip: Ipv4Addr::new(10, 0, 0, 254), master_vip: Ipv4Addr::new(10, 254, 0, 254) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Interfaces {
+    /// Interface carrying the internal network and the internal VIP.
+    pub lan: String,
+    /// Interface carrying the external master IP.
+    pub wan: String,
+}
+
+impl Default for Interfaces {
+    fn default() -> Self {
+        Self { lan: "vmbr0".into(), wan: "vmbr0".into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Vrrp {
+    /// VRRP router id shared by all nodes (1..255); must be unique on the network.
+    pub virtual_router_id: u16,
+    /// Advertisement interval in seconds (1..255); failover takes about 3 of them.
+    pub advert_int: u16,
+}
+
+impl Default for Vrrp {
+    fn default() -> Self {
+        Self { virtual_router_id: 51, advert_int: 1 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MooseFs {
+    /// Only this network may mount (SPEC section 4: `10.254.0.0/16`).
+    pub exports_network: Ipv4Net,
+    /// Trash time of `/mnt/mfs`, seconds (short: space comes back soon after a delete).
+    pub trash_time_secs: u32,
+    /// Reconnection delay of chunkservers and metaloggers, seconds (measured: 1 s brings
+    /// mounts back about 6.5 s after a master failure; the default 5 s takes 14-17 s).
+    pub reconnection_delay_secs: u32,
+    /// File system for data disks.
+    pub disk_filesystem: DiskFilesystem,
+}
+
+impl Default for MooseFs {
+    fn default() -> Self {
+        Self {
+            exports_network: Ipv4Net::new(Ipv4Addr::new(10, 254, 0, 0), 16).expect("valid prefix"),
+            trash_time_secs: 3600,
+            reconnection_delay_secs: 1,
+            disk_filesystem: DiskFilesystem::Ext4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFilesystem {
+    Ext4,
+    Xfs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    /// Sender address of reports.
+    pub from: String,
+    /// Login name; the password lives in the secrets file.
+    pub username: Option<String>,
+}
+
+impl Default for Smtp {
+    fn default() -> Self {
+        Self { host: "localhost".into(), port: 25, from: "dlll-cias@localhost".into(), username: None }
+    }
+}
+
+/// The uplink check (SPEC section 4): a node that cannot reach `target` shuts down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Uplink {
+    pub target: Ipv4Addr,
+    pub shutdown_after_mins: u32,
+}
+
+impl Default for Uplink {
+    fn default() -> Self {
+        Self { target: Ipv4Addr::new(8, 8, 8, 8), shutdown_after_mins: 15 }
+    }
+}
+
+fn default_cluster_name() -> String {
+    "DLLL-CIAS".into()
+}
+
+/// Why a settings or secrets file could not be used. Always names the file.
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    #[error("cannot read {file} - {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("cannot write {file} - {source}")]
+    Write { file: PathBuf, source: std::io::Error },
+    #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Syntax { file: PathBuf, line: Option<usize>, message: String },
+    #[error("{file}{}: {field}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid { file: PathBuf, line: Option<usize>, field: String, message: String },
+    #[error(
+        "{file} is readable by group or others (mode {mode:04o}); it holds passwords: run `chmod 600 {file}`"
+    )]
+    SecretsExposed { file: PathBuf, mode: u32 },
+}
+
+impl ClusterSettings {
+    /// Reads and validates a settings file.
+    pub fn load(file: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|source| SettingsError::Read { file: file.into(), source })?;
+        Self::parse(&text, file)
+    }
+
+    /// Parses and validates settings text; `file` is only used in error messages.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, SettingsError> {
+        let settings: Self = serde_yaml::from_str(text).map_err(|e| SettingsError::Syntax {
+            file: file.into(),
+            line: e.location().map(|l| l.line()),
+            message: strip_location(&e.to_string()),
+        })?;
+        if let Some(issue) = settings.problems().into_iter().next() {
+            return Err(SettingsError::Invalid {
+                file: file.into(),
+                line: locate::line_of(text, &issue.field),
+                field: issue.field,
+                message: issue.message,
+            });
+        }
+        Ok(settings)
+    }
+
+    /// Every rule this settings value breaks, most basic first (empty when valid).
+    pub fn problems(&self) -> Vec<validate::Problem> {
+        validate::problems(self)
+    }
+
+    /// Serialises the settings (validated first, so an invalid file is never written).
+    pub fn to_yaml(&self) -> Result<String, SettingsError> {
+        if let Some(issue) = self.problems().into_iter().next() {
+            return Err(SettingsError::Invalid {
+                file: PathBuf::from("(new settings)"),
+                line: None,
+                field: issue.field,
+                message: issue.message,
+            });
+        }
+        serde_yaml::to_string(self).map_err(|e| SettingsError::Syntax {
+            file: PathBuf::from("(new settings)"),
+            line: None,
+            message: e.to_string(),
+        })
+    }
+
+    /// The external VM-management IP of index X, when configured.
+    pub fn vm_management_ip(&self, index: u8) -> Option<Ipv4Addr> {
+        self.external.router_vm_ips.get(usize::from(index)).copied()
+    }
+}
+
+pub use validate::Problem;
+
+/// serde_yaml appends "at line L column C"; we print the line our own way.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

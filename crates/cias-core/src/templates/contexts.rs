@@ -1,0 +1,147 @@
+//! The values each template is rendered with, built from the cluster settings.
+
+use serde::Serialize;
+
+use super::{TemplateError, Templates};
+use crate::paths;
+use crate::settings::ClusterSettings;
+use crate::vrrp::{Priority, SWITCH_PRIORITY};
+
+/// Which keepalived file to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepalivedMode {
+    /// The everyday file: nopreempt, the node's own priority.
+    Normal,
+    /// The manual-switch file (scenario 4): wins the election once.
+    ManualSwitch,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeepalivedContext {
+    pub node_name: String,
+    pub lan_interface: String,
+    pub wan_interface: String,
+    pub virtual_router_id: u16,
+    pub advert_int: u16,
+    /// `None`: never master, no VRRP instance.
+    pub vrrp_priority: Option<u8>,
+    pub switch_priority: u8,
+    pub manual_switch: bool,
+    /// `10.254.0.254/8`
+    pub master_vip: String,
+    /// e.g. `192.168.56.101/24`
+    pub external_vip: String,
+    /// Command keepalived runs when this node becomes master.
+    pub notify_master: String,
+    /// Quorum check tracked every second, when installed.
+    pub quorum_check: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("node {0} was installed with priority 0 (never master): it cannot be switched to master")]
+pub struct NeverMasterError(pub String);
+
+impl KeepalivedContext {
+    pub fn new(
+        settings: &ClusterSettings,
+        node_name: &str,
+        priority: Priority,
+        mode: KeepalivedMode,
+    ) -> Result<Self, NeverMasterError> {
+        let manual_switch = mode == KeepalivedMode::ManualSwitch;
+        if manual_switch && !priority.can_be_master() {
+            return Err(NeverMasterError(node_name.to_string()));
+        }
+        Ok(Self {
+            node_name: node_name.to_string(),
+            lan_interface: settings.interfaces.lan.clone(),
+            wan_interface: settings.interfaces.wan.clone(),
+            virtual_router_id: settings.vrrp.virtual_router_id,
+            advert_int: settings.vrrp.advert_int,
+            vrrp_priority: if manual_switch { Some(SWITCH_PRIORITY) } else { priority.vrrp() },
+            switch_priority: SWITCH_PRIORITY,
+            manual_switch,
+            master_vip: format!("{}/8", settings.internal.master_vip),
+            external_vip: format!(
+                "{}/{}",
+                settings.external.master_ip,
+                settings.external.network.prefix_len()
+            ),
+            notify_master: format!("{}/dlll_cias-switch-to-master --from-keepalived", paths::BIN_DIR),
+            quorum_check: None,
+        })
+    }
+}
+
+/// Everything the MooseFS templates need.
+#[derive(Debug, Clone, Serialize)]
+pub struct MooseFsContext {
+    pub master_host: String,
+    pub data_path: String,
+    pub config_dir: String,
+    pub exports_network: String,
+    pub reconnection_delay_secs: u32,
+    pub mount_point: String,
+    /// Mount points of this node's data disks (`/data/sdb`, ...).
+    pub disks: Vec<String>,
+}
+
+impl MooseFsContext {
+    pub fn new(settings: &ClusterSettings, disks: Vec<String>) -> Self {
+        Self {
+            master_host: paths::MFS_MASTER_HOST.to_string(),
+            data_path: "/var/lib/mfs".to_string(),
+            config_dir: "/etc/mfs".to_string(),
+            exports_network: settings.moosefs.exports_network.to_string(),
+            reconnection_delay_secs: settings.moosefs.reconnection_delay_secs,
+            mount_point: paths::MFS_MOUNT.to_string(),
+            disks,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CronContext {
+    pub node_name: String,
+    pub bin_dir: String,
+    pub router_local_copy: String,
+    pub vmid_map_file: String,
+    pub uplink_shutdown_mins: u32,
+    pub node_timeout_mins: u32,
+}
+
+impl CronContext {
+    pub fn new(settings: &ClusterSettings, node_name: &str) -> Self {
+        Self {
+            node_name: node_name.to_string(),
+            bin_dir: paths::BIN_DIR.to_string(),
+            router_local_copy: "/var/lib/vz/dump/zentyal.tar.vma".to_string(),
+            vmid_map_file: format!("{}/pve_master_vmid.conf", paths::SHARED_MANAGEMENT_DIR),
+            uplink_shutdown_mins: settings.uplink.shutdown_after_mins,
+            node_timeout_mins: 30,
+        }
+    }
+}
+
+/// A rendered file: where it goes on the node and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    pub path: String,
+    pub text: String,
+}
+
+/// The MooseFS files of one node, rendered, with their install paths.
+pub fn moosefs_files(
+    templates: &Templates,
+    ctx: &MooseFsContext,
+) -> Result<Vec<RenderedFile>, TemplateError> {
+    ["mfsmaster", "mfsexports", "mfsmetalogger", "mfschunkserver", "mfshdd", "mfsmount"]
+        .into_iter()
+        .map(|name| {
+            Ok(RenderedFile {
+                path: format!("{}/{name}.cfg", ctx.config_dir),
+                text: templates.render(&format!("moosefs/{name}.cfg.j2"), ctx)?,
+            })
+        })
+        .collect()
+}
