@@ -1,3 +1,7 @@
-//! Support code for the integration tests in `tests/tests/`.
-//! Test support starts real programs (sshd, keepalived, `ip netns`) directly.
+//! Support code for the integration tests in `tests/tests/`: real programs started by the
+//! tests themselves (an sshd on loopback with throw-away keys, network namespaces).
+//! Test support starts those programs directly, not through `cias_core::host`.
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
+
+pub mod netns;
+pub mod sshd;

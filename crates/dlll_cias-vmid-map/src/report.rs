@@ -57,14 +57,19 @@ pub fn text(out: &mut impl Write, info: &VmInfo, port: Option<(u32, Forward)>) -
     writeln!(out, "internal IP:     {}", info.internal_ip)?;
     let external = match (info.external_ip, info.configured_ips) {
         (Some(ip), _) => ip.to_string(),
-        (None, Some(n)) => format!("not configured (the settings list {n} VM-management IPs, indexes 0..{})", n - 1),
+        (None, Some(n)) => {
+            format!("not configured (the settings list {n} VM-management IPs, indexes 0..{})", n - 1)
+        }
         (None, None) => "unknown (no cluster settings; use --config FILE)".to_string(),
     };
     writeln!(out, "external index:  {}", info.external_index)?;
     writeln!(out, "external IP:     {external}")?;
     let block = info.port_block;
     writeln!(out, "port block:      {block} (external ports {}-{})", block.port(0), block.port(99))?;
-    let host = info.external_ip.map(|ip| ip.to_string()).unwrap_or_else(|| format!("<VM IP {}>", info.external_index));
+    let host = info
+        .external_ip
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| format!("<VM IP {}>", info.external_index));
     for service in Service::ALL {
         writeln!(
             out,

@@ -51,7 +51,12 @@ fn the_external_ip_comes_from_the_settings() {
     let text = stdout(&run(&["--config", SETTINGS, "1501"]));
     assert!(text.contains("http:            192.168.56.105:50180 -> 10.1.5.1:80"), "{text}");
     let text = stdout(&run(&["--config", SETTINGS, "7101"]));
-    assert!(text.contains("external IP:     not configured (the settings list 2 VM-management IPs, indexes 0..1)"), "{text}");
+    assert!(
+        text.contains(
+            "external IP:     not configured (the settings list 2 VM-management IPs, indexes 0..1)"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -111,7 +116,10 @@ fn a_broken_settings_file_is_named() {
     let out = run(&["--config", file.to_str().unwrap(), "101"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.starts_with(&format!("dlll_cias-vmid-map: {}:2: unknown field `bogus`", file.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("dlll_cias-vmid-map: {}:2: unknown field `bogus`", file.display())),
+        "{err}"
+    );
 }
 
 #[test]
