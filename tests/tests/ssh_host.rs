@@ -8,6 +8,12 @@ fn server() -> Sshd {
     Sshd::start().expect("sshd starts")
 }
 
+/// A session to `sshd` as root with its real host key pinned.
+fn connect(sshd: &Sshd) -> SshHost {
+    SshHost::connect(sshd.target(sshd.pinned_known_hosts().unwrap()))
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()))
+}
+
 #[test]
 fn key_login_with_a_pinned_host_key_runs_argv_exactly() {
     let sshd = server();
@@ -21,7 +27,7 @@ fn key_login_with_a_pinned_host_key_runs_argv_exactly() {
 #[test]
 fn the_remote_environment_is_pinned() {
     let sshd = server();
-    let host = SshHost::connect(sshd.target(sshd.pinned_known_hosts().unwrap())).unwrap();
+    let host = connect(&sshd);
     let env = host.run(&Command::new("env")).unwrap().stdout;
     assert!(env.lines().any(|l| l == format!("PATH={}", cias_core::host::SAFE_PATH)), "{env}");
     assert!(env.lines().any(|l| l == "LC_ALL=C"), "{env}");
@@ -30,7 +36,7 @@ fn the_remote_environment_is_pinned() {
 #[test]
 fn secrets_travel_over_stdin_not_argv() {
     let sshd = server();
-    let host = SshHost::connect(sshd.target(sshd.pinned_known_hosts().unwrap())).unwrap();
+    let host = connect(&sshd);
     let secret = Secret::new("dlll@nccu 'quoted' $HOME");
     // The remote side sees the secret on stdin, and its argv (visible in ps) does not hold it.
     let cmd = Command::new("sh")
@@ -45,7 +51,7 @@ fn secrets_travel_over_stdin_not_argv() {
 #[test]
 fn failures_name_host_command_status_and_stderr() {
     let sshd = server();
-    let host = SshHost::connect(sshd.target(sshd.pinned_known_hosts().unwrap())).unwrap();
+    let host = connect(&sshd);
     let err = host.run(&Command::new("sh").args(["-c", "echo 'no quorum' >&2; exit 2"])).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -58,7 +64,7 @@ fn failures_name_host_command_status_and_stderr() {
 #[test]
 fn large_stdout_and_stderr_together_do_not_stall() {
     let sshd = server();
-    let host = SshHost::connect(sshd.target(sshd.pinned_known_hosts().unwrap())).unwrap();
+    let host = connect(&sshd);
     let script = "head -c 3000000 /dev/zero | tr '\\0' e >&2; head -c 3000000 /dev/zero | tr '\\0' o";
     let out = host.run(&Command::new("sh").args(["-c", script])).unwrap();
     assert_eq!((out.stdout.len(), out.stderr.len()), (3_000_000, 3_000_000));
@@ -67,7 +73,7 @@ fn large_stdout_and_stderr_together_do_not_stall() {
 #[test]
 fn a_slow_command_times_out() {
     let sshd = server();
-    let host = SshHost::connect(sshd.target(sshd.pinned_known_hosts().unwrap())).unwrap();
+    let host = connect(&sshd);
     let err =
         host.run(&Command::new("sleep").arg("30").timeout(std::time::Duration::from_secs(1))).unwrap_err();
     assert!(matches!(err, HostError::Timeout { .. }), "{err}");

@@ -117,11 +117,17 @@ impl Host for SshHost {
     fn execute(&self, cmd: &Command) -> Result<Output, HostError> {
         let fail = self.session_err(cmd);
         let session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // The remote side runs a shell line: the one place argv becomes text.
+        // The remote side runs a shell line: the one place argv becomes text. coreutils'
+        // `timeout` ends the remote command itself (closing the channel would not).
+        let limit = cmd.timeout_value();
         let line = format!(
-            "env -u IFS -u ENV -u BASH_ENV -u CDPATH PATH={SAFE_PATH} LC_ALL=C {}",
+            "env -u IFS -u ENV -u BASH_ENV -u CDPATH PATH={SAFE_PATH} LC_ALL=C timeout --kill-after=5 {}s {}",
+            limit.as_secs().max(1),
             quote::join(cmd.argv())
         );
+        let started = Instant::now();
+        let timed_out =
+            || HostError::Timeout { host: self.target.name.clone(), command: cmd.to_string(), after: limit };
         session.set_blocking(true);
         session.set_timeout(duration_ms(self.target.connect_timeout));
         let mut channel = session.channel_session().map_err(|e| fail(e.to_string()))?;
@@ -133,7 +139,8 @@ impl Host for SshHost {
 
         // Read stdout and stderr together so a chatty stream never stalls the other.
         session.set_blocking(false);
-        let deadline = Instant::now() + cmd.timeout_value();
+        // Backstop in case the remote `timeout` cannot act (e.g. the node hangs).
+        let deadline = started + limit + Duration::from_secs(10);
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -153,13 +160,8 @@ impl Host for SshHost {
                 break;
             }
             if Instant::now() > deadline {
-                session.set_blocking(true);
                 let _ = channel.close();
-                return Err(HostError::Timeout {
-                    host: self.target.name.clone(),
-                    command: cmd.to_string(),
-                    after: cmd.timeout_value(),
-                });
+                return Err(timed_out());
             }
             if !progressed {
                 std::thread::sleep(Duration::from_millis(5));
@@ -171,6 +173,10 @@ impl Host for SshHost {
             Some(_) => None,
             None => Some(channel.exit_status().map_err(|e| fail(e.to_string()))?),
         };
+        // 124 is `timeout`'s answer when the limit struck.
+        if code == Some(124) && started.elapsed() >= limit {
+            return Err(timed_out());
+        }
         Ok(Output {
             code,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
