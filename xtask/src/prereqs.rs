@@ -4,23 +4,12 @@ use anyhow::{bail, Context, Result};
 
 /// Packages the tests use for real: keepalived validates rendered configs, sshd serves the SSH
 /// host tests, libssl/pkg-config build ssh2's libssh2.
-pub const TEST_PACKAGES: &[&str] = &[
-    "keepalived",
-    "openssh-server",
-    "openssh-client",
-    "iproute2",
-    "libssl-dev",
-    "pkg-config",
-    "zlib1g-dev",
-];
+pub const TEST_PACKAGES: &[&str] =
+    &["keepalived", "openssh-server", "openssh-client", "iproute2", "libssl-dev", "pkg-config", "zlib1g-dev"];
 
 /// Installs the packages of `wanted` that dpkg does not list as installed.
 pub fn ensure_packages(wanted: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = wanted
-        .iter()
-        .copied()
-        .filter(|p| !is_installed(p))
-        .collect();
+    let missing: Vec<&str> = wanted.iter().copied().filter(|p| !is_installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -30,10 +19,7 @@ pub fn ensure_packages(wanted: &[&str]) -> Result<()> {
         .context("apt-get update failed (are you root on Debian?)")?;
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&missing);
-    let status = duct::cmd("apt-get", &args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .unchecked()
-        .run()?;
+    let status = duct::cmd("apt-get", &args).env("DEBIAN_FRONTEND", "noninteractive").unchecked().run()?;
     if !status.status.success() {
         bail!("apt-get install {} failed", missing.join(" "));
     }
