@@ -2,7 +2,7 @@
 //! shared by every node, and a separate secrets file of mode 0600 (see [`secrets`]).
 //!
 //! Loading is strict: unknown keys are rejected, and every address is checked against the
-//! others (see [`validate`]). Errors name the file, the line and the field.
+//! others (see [`ClusterSettings::problems`]). Errors name the file, the line and the field.
 
 mod locate;
 pub mod secrets;
