@@ -6,6 +6,7 @@
 //! - [`host`]: the only place that starts processes, locally, over SSH or as a dry run.
 //! - [`templates`]: keepalived, MooseFS and cron files rendered from `templates/`.
 //! - [`vrrp`]: the installer priority and how it becomes keepalived's.
+//! - [`proxmox`]: argv builders and pure parsers for pvecm, pvesh, qm and task output.
 //! - [`paths`]: where things live on a node.
 //!
 //! This crate never prints and never exits: it returns typed errors and lets the binaries
@@ -14,6 +15,7 @@
 pub mod host;
 pub mod netplan;
 pub mod paths;
+pub mod proxmox;
 pub mod settings;
 pub mod templates;
 pub mod vrrp;
