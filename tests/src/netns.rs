@@ -25,6 +25,10 @@ impl Netns {
         Ok(ns)
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Runs `argv` inside the namespace and fails unless it exits 0.
     pub fn exec_ok(&self, argv: &[&str]) -> Result<String> {
         let (code, out) = self.exec(argv)?;

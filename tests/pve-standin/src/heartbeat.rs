@@ -1,0 +1,71 @@
+//! The membership service (one per node, started by the node's systemd): members send each
+//! other a UDP heartbeat every half second over the LAN, so quorum follows what the network
+//! really lets through (`lab cut`, `lab partition`, `lab power-off`). It also publishes this
+//! node's VM states for `/cluster/resources`, like pmxcfs's status broadcast.
+
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use crate::cluster::{now_ms, write_json, Env, HEARTBEAT_PORT};
+use crate::{vmproc, Result};
+
+const PERIOD: Duration = Duration::from_millis(500);
+
+pub fn run(env: &Env) -> Result<u8> {
+    let socket = UdpSocket::bind(("0.0.0.0", HEARTBEAT_PORT))?;
+    socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut heard: BTreeMap<String, u64> = BTreeMap::new();
+    loop {
+        let round = Instant::now();
+        let cluster = env.cluster().ok().flatten();
+        if let Some(cluster) = cluster.as_ref().filter(|c| c.member(&env.node).is_some()) {
+            let message = format!("hb {}", env.node);
+            for peer in cluster.nodes.iter().filter(|n| n.name != env.node) {
+                // A send to an unreachable peer fails or vanishes: both mean "not heard".
+                let _ = socket.send_to(message.as_bytes(), (peer.ip.as_str(), HEARTBEAT_PORT));
+            }
+        }
+        while round.elapsed() < PERIOD {
+            let mut buf = [0u8; 256];
+            let Ok((len, from)) = socket.recv_from(&mut buf) else { continue };
+            let text = String::from_utf8_lossy(&buf[..len]).to_string();
+            match text.split_once(' ') {
+                Some(("hb", name)) => {
+                    heard.insert(name.to_string(), now_ms());
+                }
+                Some(("ping", _)) => {
+                    let _ = socket.send_to(format!("pong {}", env.node).as_bytes(), from);
+                }
+                _ => {}
+            }
+        }
+        heard.insert(env.node.clone(), now_ms());
+        let _ = env.save_heard(&heard);
+        let _ = publish_status(env);
+    }
+}
+
+/// Writes `.standin/status/<node>.json`: when, and which local VMs run.
+fn publish_status(env: &Env) -> Result<()> {
+    let running = vmproc::local_running(env)?;
+    let status = serde_json::json!({ "time": now_ms(), "running": running });
+    write_json(&env.root.join(".standin/status").join(format!("{}.json", env.node)), &status)
+}
+
+/// Asks the heartbeat service at `ip` who it is; `None` when nothing answers within a second.
+pub fn ping(ip: &str) -> Option<String> {
+    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.set_read_timeout(Some(Duration::from_millis(250))).ok()?;
+    for _ in 0..4 {
+        socket.send_to(b"ping ?", (ip, HEARTBEAT_PORT)).ok()?;
+        let mut buf = [0u8; 256];
+        if let Ok((len, _)) = socket.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..len]).to_string();
+            if let Some(name) = text.strip_prefix("pong ") {
+                return Some(name.to_string());
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,89 @@
+//! A stand-in for Proxmox VE's command-line tools, for the lab (never shipped).
+//!
+//! One multi-call binary: installed as `pvecm`, `pvesh`, `qm`, `qmrestore`, `vzdump`, `pvesm`
+//! and `pveversion`, it answers with the formats, exit codes and error texts of the real tools
+//! (see `shared/reference/proxmox-cli.md`). `pve-standin heartbeat` is the per-node membership
+//! service that gives the cluster real quorum from the lab network; `pve-standin vm-run VMID`
+//! is a running VM. State lives in the cluster file system directory (`/etc/pve`, shared by
+//! all lab nodes) and in `/run/pve-standin` (per node).
+#![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
+
+mod args;
+mod cluster;
+mod heartbeat;
+mod output;
+mod pvecm;
+mod pvesh;
+mod qm;
+mod sectioncfg;
+mod storage;
+mod task;
+mod vmconf;
+mod vmproc;
+
+use std::process::ExitCode;
+
+/// A failure the real tool reports with this text and exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    /// A Perl `die`: the message and exit 255.
+    pub fn die(message: impl Into<String>) -> Self {
+        Self { message: message.into(), code: 255 }
+    }
+
+    pub fn with_code(message: impl Into<String>, code: u8) -> Self {
+        Self { message: message.into(), code }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::die(format!("{e:#}"))
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::die(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Failure>;
+
+fn main() -> ExitCode {
+    let mut argv: Vec<String> = std::env::args().collect();
+    let invoked = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    let tool = if invoked == "pve-standin" && argv.len() > 1 { argv.remove(1) } else { invoked };
+    let rest = &argv[1..];
+    let env = cluster::Env::from_process();
+    let result = match tool.as_str() {
+        "pvecm" => pvecm::main(&env, rest),
+        "pvesh" => pvesh::main(&env, rest),
+        "qm" => qm::main(&env, rest),
+        "qmrestore" => storage::qmrestore(&env, rest),
+        "vzdump" => storage::vzdump(&env, rest),
+        "pvesm" => storage::pvesm(&env, rest),
+        "pveversion" => {
+            println!("pve-manager/8.2.4/faa83925c9641325 (running kernel: 6.8.8-2-pve)");
+            Ok(0)
+        }
+        "heartbeat" => heartbeat::run(&env),
+        "vm-run" => vmproc::run(&env, rest),
+        other => Err(Failure::with_code(format!("pve-standin: unknown tool '{other}'"), 2)),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            let message = failure.message.trim_end();
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Storages (`storage.cfg`, `pvesm`) and backups (`vzdump`, `qmrestore`).
+//! Archives are tar files under the real names (`vzdump-qemu-VMID-YYYY_MM_DD-HH_MM_SS.vma[.gz]`)
+//! holding the config and the disk; only this stand-in reads them back.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::args::{param_error, Args};
+use crate::cluster::Env;
+use crate::sectioncfg::{self, Section};
+use crate::{vmconf, vmproc, Failure, Result};
+
+const DEFAULT_STORAGE_CFG: &str = "dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup\n";
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub id: String,
+    pub kind: String,
+    pub path: String,
+    pub section: Section,
+}
+
+fn cfg_path(env: &Env) -> PathBuf {
+    env.root.join("storage.cfg")
+}
+
+pub fn all(env: &Env) -> Result<Vec<Storage>> {
+    Ok(sectioncfg::read(&cfg_path(env), DEFAULT_STORAGE_CFG)?
+        .into_iter()
+        .map(|s| Storage {
+            id: s.id.clone(),
+            kind: s.kind.clone(),
+            path: match s.kind.as_str() {
+                "nfs" => format!("/mnt/pve/{}", s.id),
+                _ => s.props.get("path").cloned().unwrap_or_default(),
+            },
+            section: s,
+        })
+        .collect())
+}
+
+pub fn find(env: &Env, id: &str) -> Result<Storage> {
+    all(env)?
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| Failure::die(format!("storage '{id}' does not exist")))
+}
+
+fn is_mount_point(path: &str) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let wanted = path.trim_end_matches('/');
+    mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(wanted))
+}
+
+/// (total, used, available) in KiB, from df.
+fn usage_kib(path: &str) -> Option<(u64, u64, u64)> {
+    let out = Command::new("df").args(["-k", "--output=size,used,avail", path]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let nums: Vec<u64> = text.lines().nth(1)?.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    (nums.len() == 3).then(|| (nums[0], nums[1], nums[2]))
+}
+
+/// One storage as `/nodes/N/storage` shows it.
+pub fn status_json(s: &Storage) -> serde_json::Value {
+    let usage = usage_kib(&s.path);
+    let (total, used, avail) = usage.unwrap_or((0, 0, 0));
+    serde_json::json!({
+        "storage": s.id, "type": s.kind, "content": s.section.props.get("content").cloned().unwrap_or_default(),
+        "active": u8::from(usage.is_some()), "enabled": 1,
+        "shared": u8::from(s.section.props.get("shared").is_some_and(|v| v == "1") || s.kind == "nfs"),
+        "total": total * 1024, "used": used * 1024, "avail": avail * 1024,
+    })
+}
+
+pub fn pvesm(env: &Env, raw: &[String]) -> Result<u8> {
+    let args = Args::parse(raw)?;
+    match args.positional.first().map(String::as_str) {
+        Some("add") => add(env, &args),
+        Some("remove") => {
+            let id = args.pos(1, "storage")?;
+            env.require_quorum()?;
+            let mut sections = sectioncfg::read(&cfg_path(env), DEFAULT_STORAGE_CFG)?;
+            let before = sections.len();
+            sections.retain(|s| s.id != id);
+            if sections.len() == before {
+                return Err(Failure::die(format!("delete storage failed: storage '{id}' does not exist")));
+            }
+            sectioncfg::write(&cfg_path(env), &sections, &["path"])?;
+            Ok(0)
+        }
+        Some("status") => {
+            println!(
+                "{:<16} {:>8} {:>10} {:>15} {:>15} {:>15} {:>8}",
+                "Name", "Type", "Status", "Total", "Used", "Available", "%"
+            );
+            for s in all(env)? {
+                let (status, (t, u, a)) = match usage_kib(&s.path) {
+                    Some(x) => ("active", x),
+                    None => ("inactive", (0, 0, 0)),
+                };
+                let pct = if t == 0 { 0.0 } else { u as f64 * 100.0 / t as f64 };
+                println!("{:<16} {:>8} {:>10} {t:>15} {u:>15} {a:>15} {:>7.2}%", s.id, s.kind, status, pct);
+            }
+            Ok(0)
+        }
+        _ => Err(Failure::with_code("USAGE: pvesm <COMMAND> [ARGS] [OPTIONS]", 255)),
+    }
+}
+
+fn add(env: &Env, args: &Args) -> Result<u8> {
+    let kind = args.pos(1, "type")?.to_string();
+    let id = args.pos(2, "storage")?.to_string();
+    let valid_id = id.len() > 1
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !valid_id {
+        return Err(param_error(
+            "storage",
+            &format!("invalid format - storage ID '{id}' contains illegal characters"),
+        ));
+    }
+    env.require_quorum()?;
+    let mut sections = sectioncfg::read(&cfg_path(env), DEFAULT_STORAGE_CFG)?;
+    if sections.iter().any(|s| s.id == id) {
+        return Err(Failure::die(format!("create storage failed: storage ID '{id}' already defined")));
+    }
+    let mut section = Section { kind: kind.clone(), id: id.clone(), props: Default::default() };
+    for (k, v) in &args.options {
+        section.props.insert(k.clone(), v.clone());
+    }
+    match kind.as_str() {
+        "dir" => {
+            let path = args
+                .opt("path")
+                .ok_or_else(|| param_error("path", "property is missing and it is not optional"))?;
+            if args.opt("is_mountpoint").is_some_and(|v| v == "yes" || v == "1") && !is_mount_point(path) {
+                return Err(Failure::die(format!("create storage failed: unable to activate storage '{id}' - directory is expected to be a mount point but is not mounted: '{path}'")));
+            }
+        }
+        "nfs" => {
+            for required in ["server", "export"] {
+                args.opt(required)
+                    .ok_or_else(|| param_error(required, "property is missing and it is not optional"))?;
+            }
+        }
+        other => {
+            return Err(param_error(
+                "type",
+                &format!("value '{other}' does not have a value in the enumeration 'dir, nfs'"),
+            ))
+        }
+    }
+    sections.push(section);
+    sectioncfg::write(&cfg_path(env), &sections, &["path"])?;
+    Ok(0)
+}
+
+/// `vzdump VMID[,...] --storage S --mode M --compress C [--prune-backups keep-last=N]`.
+pub fn vzdump(env: &Env, raw: &[String]) -> Result<u8> {
+    let args = Args::parse(raw)?;
+    let storage = find(env, args.opt("storage").unwrap_or("local"))?;
+    let compress = args.opt("compress").unwrap_or("0");
+    let ext = match compress {
+        "0" => "vma",
+        "1" | "lzo" => "vma.lzo",
+        "gzip" => "vma.gz",
+        "zstd" => "vma.zst",
+        other => {
+            return Err(param_error(
+                "compress",
+                &format!("value '{other}' does not have a value in the enumeration '0, 1, gzip, lzo, zstd'"),
+            ))
+        }
+    };
+    let mut vmids: Vec<u32> =
+        args.positional.iter().flat_map(|p| p.split(',')).filter_map(|v| v.parse().ok()).collect();
+    if args.flag("all") {
+        vmids = local_vmids(env)?;
+    }
+    let keep_last = args
+        .opt("prune-backups")
+        .or(storage.section.props.get("prune-backups").map(String::as_str))
+        .and_then(|p| p.split(',').find_map(|kv| kv.strip_prefix("keep-last=")?.parse::<usize>().ok()));
+    eprintln!("INFO: starting new backup job: vzdump {}", raw.join(" "));
+    for vmid in vmids {
+        // The real tool silently skips VMs of other nodes (exit 0, nothing done).
+        if vmconf::owner(env, vmid)?.as_deref() != Some(env.node.as_str()) {
+            continue;
+        }
+        let dump = Path::new(&storage.path).join("dump");
+        std::fs::create_dir_all(&dump)?;
+        let stamp = chrono::Local::now().format("%Y_%m_%d-%H_%M_%S");
+        let archive = dump.join(format!("vzdump-qemu-{vmid}-{stamp}.{ext}"));
+        eprintln!("INFO: Starting Backup of VM {vmid} (qemu)");
+        eprintln!("INFO: creating vzdump archive '{}'", archive.display());
+        write_archive(env, vmid, &archive, compress)?;
+        std::fs::write(dump.join(format!("vzdump-qemu-{vmid}-{stamp}.log")), "INFO: backup done\n")?;
+        eprintln!("INFO: Finished Backup of VM {vmid} (00:00:01)");
+        if let Some(keep) = keep_last {
+            prune(&dump, vmid, keep)?;
+        }
+    }
+    eprintln!("INFO: Backup job finished successfully");
+    Ok(0)
+}
+
+fn local_vmids(env: &Env) -> Result<Vec<u32>> {
+    let Ok(entries) = std::fs::read_dir(env.qemu_dir(&env.node)) else { return Ok(Vec::new()) };
+    Ok(entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".conf")?.parse().ok())
+        .collect())
+}
+
+fn write_archive(env: &Env, vmid: u32, archive: &Path, compress: &str) -> Result<()> {
+    let config = vmconf::load(env, &env.node, vmid)?;
+    let staging = tempdir()?;
+    std::fs::write(staging.join("qemu-server.conf"), vmconf::render(&config))?;
+    if let Some((storage, volume)) = vmconf::first_disk(&config) {
+        let disk = vmconf::disk_file(env, &storage, &volume)?;
+        if disk.exists() {
+            std::fs::copy(&disk, staging.join("disk-0.raw"))?;
+        }
+    }
+    let filter = match compress {
+        "gzip" => "| gzip",
+        "zstd" => "| zstd -q",
+        "1" | "lzo" => "| lzop",
+        _ => "",
+    };
+    let script = format!("tar -C '{}' -cf - . {filter} > '{}'", staging.display(), archive.display());
+    let status = Command::new("sh").args(["-c", &script]).status()?;
+    let _ = std::fs::remove_dir_all(&staging);
+    if !status.success() {
+        return Err(Failure::die(format!("ERROR: Backup of VM {vmid} failed - archive write failed")));
+    }
+    Ok(())
+}
+
+/// Keeps the newest `keep` archives of `vmid` in `dump` (names sort by time).
+fn prune(dump: &Path, vmid: u32, keep: usize) -> Result<()> {
+    let prefix = format!("vzdump-qemu-{vmid}-");
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(dump)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy().starts_with(&prefix) && !n.to_string_lossy().ends_with(".log")
+            })
+        })
+        .collect();
+    archives.sort();
+    let excess = archives.len().saturating_sub(keep);
+    for old in &archives[..excess] {
+        std::fs::remove_file(old)?;
+    }
+    Ok(())
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let dir =
+        std::env::temp_dir().join(format!("pve-standin-{}-{}", std::process::id(), crate::cluster::now_ms()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// `qmrestore ARCHIVE VMID [--storage S] [--force 1] [--unique 1]`.
+pub fn qmrestore(env: &Env, raw: &[String]) -> Result<u8> {
+    let args = Args::parse(raw)?;
+    let archive_arg = args.pos(0, "archive")?;
+    let vmid: u32 =
+        args.pos(1, "vmid")?.parse().map_err(|_| param_error("vmid", "type check ('integer') failed"))?;
+    let fail = |why: String| Failure::die(format!("unable to restore VM {vmid} - {why}"));
+    let archive = match archive_arg.split_once(":backup/") {
+        Some((store, file)) => Path::new(&find(env, store)?.path).join("dump").join(file),
+        None => PathBuf::from(archive_arg),
+    };
+    if !archive.exists() {
+        return Err(fail(format!("can't find archive file '{}'", archive.display())));
+    }
+    match vmconf::owner(env, vmid)? {
+        Some(node) if node != env.node || !args.flag("force") => {
+            return Err(fail(format!("VM {vmid} already exists on node '{node}'")));
+        }
+        Some(_) if vmproc::running(env, vmid).is_some() => return Err(fail("vm is running".into())),
+        _ => {}
+    }
+    env.require_quorum().map_err(|f| fail(f.message))?;
+    let staging = tempdir()?;
+    let status = Command::new("tar")
+        .args(["-C", &staging.to_string_lossy(), "-xf", &archive.to_string_lossy()])
+        .status()?;
+    if !status.success() {
+        return Err(fail(format!("unable to read archive '{}'", archive.display())));
+    }
+    let mut config = vmconf::parse(&std::fs::read_to_string(staging.join("qemu-server.conf"))?);
+    if let Some((old_storage, _)) = vmconf::first_disk(&config) {
+        let target = args.opt("storage").unwrap_or(&old_storage).to_string();
+        let volume = format!("{vmid}/vm-{vmid}-disk-0.raw");
+        let disk = vmconf::disk_file(env, &target, &volume)?;
+        std::fs::create_dir_all(disk.parent().expect("disk has a directory"))?;
+        if staging.join("disk-0.raw").exists() {
+            std::fs::copy(staging.join("disk-0.raw"), &disk)?;
+        }
+        let key = ["scsi0", "virtio0", "sata0", "ide0"]
+            .into_iter()
+            .find(|k| config.contains_key(*k))
+            .expect("disk key");
+        let options: String = config[key].split_once(',').map(|(_, o)| format!(",{o}")).unwrap_or_default();
+        config.insert(key.to_string(), format!("{target}:{volume}{options}"));
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    vmconf::save(env, &env.node, vmid, &config)?;
+    println!("restore vma archive: {}", archive.display());
+    println!("TASK OK");
+    Ok(0)
+}

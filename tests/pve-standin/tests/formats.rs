@@ -1,0 +1,410 @@
+//! The stand-in's formats, exit codes and error texts against the reference samples
+//! (`shared/reference/proxmox-cli.md`). Each test runs the stand-in inside a throw-away network
+//! namespace holding the three lab node addresses, with its own cluster file system directory;
+//! membership is written by hand here (the heartbeat service is exercised in the lab).
+#![allow(clippy::disallowed_methods)]
+
+use std::path::PathBuf;
+
+use cias_tests::netns::Netns;
+use serde_json::Value;
+
+struct Cluster {
+    ns: Netns,
+    dir: tempfile::TempDir,
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Cluster {
+    fn new(tag: &str) -> Self {
+        let ns = Netns::with_links(tag, &["eth0"]).unwrap();
+        for ip in ["10.254.1.1/8", "10.254.1.2/8", "10.254.1.3/8"] {
+            ns.exec_ok(&["ip", "addr", "add", ip, "dev", "eth0"]).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("pve")).unwrap();
+        std::fs::create_dir_all(dir.path().join("mfs")).unwrap();
+        Self { ns, dir }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("pve")
+    }
+
+    /// Runs `tool args` as node `node`, feeding `stdin`.
+    fn run_in(&self, node: &str, stdin: &str, argv: &[&str]) -> Out {
+        let run = self.dir.path().join(format!("run-{node}"));
+        let mut cmd = vec![
+            "env".to_string(),
+            format!("PVE_STANDIN_ROOT={}", self.root().display()),
+            format!("PVE_STANDIN_RUN={}", run.display()),
+            format!("PVE_STANDIN_NODE={node}"),
+            env!("CARGO_BIN_EXE_pve-standin").to_string(),
+        ];
+        cmd.extend(argv.iter().map(|s| s.to_string()));
+        let mut args = vec!["netns".to_string(), "exec".to_string(), self.ns.name().to_string()];
+        args.extend(cmd);
+        let out = duct::cmd("ip", &args)
+            .stdin_bytes(stdin.as_bytes().to_vec())
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn run(&self, node: &str, argv: &[&str]) -> Out {
+        self.run_in(node, "", argv)
+    }
+
+    fn json(&self, node: &str, argv: &[&str]) -> Value {
+        let out = self.run(node, argv);
+        assert_eq!(out.code, 0, "{argv:?}: {}", out.stderr);
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{argv:?}: {e}: {}", out.stdout))
+    }
+
+    /// Pretends `node` heard every node in `heard` just now.
+    fn hears(&self, node: &str, heard: &[&str]) {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let map: serde_json::Map<String, Value> =
+            heard.iter().map(|n| (n.to_string(), Value::from(now))).collect();
+        let run = self.dir.path().join(format!("run-{node}"));
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("membership.json"), serde_json::json!({ "heard": map }).to_string()).unwrap();
+    }
+
+    /// node1 creates the cluster; node2 and node3 are added to its configuration.
+    fn three_nodes(&self) {
+        let out = self.run("node1", &["pvecm", "create", "DLLL-CIAS", "--link0", "10.254.1.1"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let file = self.root().join(".standin/cluster.json");
+        let mut cluster: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        for (i, name) in ["node2", "node3"].iter().enumerate() {
+            cluster["nodes"].as_array_mut().unwrap().push(serde_json::json!({"name": name, "nodeid": i + 2, "ip": format!("10.254.1.{}", i + 2), "votes": 1}));
+        }
+        std::fs::write(&file, cluster.to_string()).unwrap();
+        for node in ["node1", "node2", "node3"] {
+            self.hears(node, &["node1", "node2", "node3"]);
+        }
+    }
+
+    fn mfs(&self) -> PathBuf {
+        self.dir.path().join("mfs")
+    }
+}
+
+fn cluster(tag: &str) -> Cluster {
+    Cluster::new(tag)
+}
+
+fn shape(text: &str) -> Vec<String> {
+    text.lines().map(|l| l.split(':').next().unwrap_or_default().to_string()).collect()
+}
+
+#[test]
+fn a_standalone_node_is_not_a_cluster() {
+    let c = cluster("psalone");
+    let out = c.run("node1", &["pvecm", "status"]);
+    assert_ne!(out.code, 0);
+    assert_eq!(
+        out.stderr,
+        "Error: Corosync config '/etc/pve/corosync.conf' does not exist - is this node part of a cluster?\n"
+    );
+    let status = c.json("node1", &["pvesh", "get", "/cluster/status", "--output-format", "json"]);
+    assert_eq!(status.as_array().unwrap().len(), 1);
+    assert_eq!(status[0]["nodeid"], 0);
+    assert_eq!(status[0]["local"], 1);
+}
+
+#[test]
+fn pvecm_status_matches_the_reference_layout_and_exit_codes() {
+    let c = cluster("psstatus");
+    c.three_nodes();
+    let reference = include_str!("../../../crates/cias-core/testdata/proxmox/pvecm-status-not-quorate.txt");
+    // node1 hears only itself: 1 of 3 votes.
+    c.hears("node1", &["node1"]);
+    let out = c.run("node1", &["pvecm", "status"]);
+    assert_eq!(out.code, 2, "not quorate exits 2");
+    assert_eq!(shape(&out.stdout)[..21], shape(reference)[..21], "{}", out.stdout);
+    assert!(out.stdout.contains("Quorate:          No\n"));
+    assert!(out.stdout.contains("Quorum:           2 Activity blocked\n"));
+    assert!(out.stdout.contains("0x00000001          1 10.254.1.1 (local)\n"));
+    // node2 hears all three.
+    let out = c.run("node2", &["pvecm", "status"]);
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("Quorum:           2  \nFlags:            Quorate \n"), "{}", out.stdout);
+    let parsed = cias_core::proxmox::pvecm::parse_status(&out.stdout).unwrap();
+    assert_eq!((parsed.name.as_str(), parsed.quorate, parsed.members.len()), ("DLLL-CIAS", true, 3));
+    let nodes = c.run("node2", &["pvecm", "nodes"]);
+    assert!(nodes.stdout.starts_with("\nMembership information\n"), "{}", nodes.stdout);
+    assert!(nodes.stdout.contains("         2          1 node2 (local)\n"), "{}", nodes.stdout);
+}
+
+#[test]
+fn writes_without_quorum_fail_like_pmxcfs() {
+    let c = cluster("psquorum");
+    c.three_nodes();
+    c.hears("node1", &["node1"]);
+    for argv in [
+        &["pvesm", "add", "dir", "a_mfs", "--path", "/tmp", "--content", "images"][..],
+        &["qm", "create", "101", "--memory", "512"][..],
+        &["pvesh", "create", "/cluster/backup", "--schedule", "sun 02:00", "--all", "1"][..],
+    ] {
+        let out = c.run("node1", argv);
+        assert_ne!(out.code, 0, "{argv:?}");
+        assert_eq!(out.stderr, "cluster not ready - no quorum?\n", "{argv:?}");
+    }
+    let status = c.json("node1", &["pvesh", "get", "/cluster/status", "--output-format", "json"]);
+    assert_eq!(status[0]["quorate"], 0);
+    assert_eq!(status[2]["online"], 0);
+}
+
+#[test]
+fn pvecm_expected_follows_votequorum() {
+    let c = cluster("psexpect");
+    c.three_nodes();
+    let out = c.run("node1", &["pvecm", "expected", "1"]);
+    assert_eq!((out.code, out.stderr.as_str()), (1, "Unable to set expected votes: CS_ERR_INVALID_PARAM\n"));
+    c.hears("node1", &["node1"]);
+    assert_eq!(c.run("node1", &["pvecm", "expected", "1"]).code, 0, "the last node may lower expected votes");
+    assert_eq!(c.run("node1", &["pvecm", "status"]).code, 0, "and is quorate again");
+}
+
+fn storage_and_vm(c: &Cluster) {
+    let mfs = c.mfs();
+    let out = c.run(
+        "node1",
+        &[
+            "pvesm",
+            "add",
+            "dir",
+            "a_mfs",
+            "--path",
+            mfs.to_str().unwrap(),
+            "--content",
+            "images,backup",
+            "--shared",
+            "1",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out =
+        c.run("node1", &["qm", "create", "101", "--name", "web", "--memory", "2048", "--scsi0", "a_mfs:4"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn vmids_are_unique_cluster_wide_and_configs_local() {
+    let c = cluster("psvmid");
+    c.three_nodes();
+    storage_and_vm(&c);
+    let out = c.run("node3", &["qm", "create", "101", "--memory", "512"]);
+    assert_eq!(out.stderr, "unable to create VM 101 - VM 101 already exists on node 'node1'\n");
+    let out = c.run("node2", &["qm", "config", "101"]);
+    assert_eq!(out.stderr, "Configuration file 'nodes/node2/qemu-server/101.conf' does not exist\n");
+    let out = c.run("node1", &["qm", "config", "101"]);
+    assert_eq!(out.stdout, "memory: 2048\nname: web\nscsi0: a_mfs:101/vm-101-disk-0.raw,size=4G\n");
+    let config =
+        c.json("node2", &["pvesh", "get", "/nodes/node1/qemu/101/config", "--output-format", "json"]);
+    assert_eq!(config["memory"], 2048);
+    assert!(config["digest"].is_string());
+}
+
+#[test]
+fn a_started_vm_writes_heartbeats_and_shows_everywhere() {
+    let c = cluster("psvm");
+    c.three_nodes();
+    storage_and_vm(&c);
+    assert_eq!(
+        c.run("node2", &["qm", "list"]).stdout,
+        "",
+        "qm list shows local VMs only, and nothing when there are none"
+    );
+    let out = c.run("node1", &["qm", "start", "101"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let disk = std::fs::read_to_string(c.mfs().join("images/101/vm-101-disk-0.raw")).unwrap();
+    let beats: Vec<&str> = disk.lines().filter(|l| l.starts_with("HB 101 node1 ")).collect();
+    assert!(beats.len() >= 2, "{disk}");
+    let list = c.run("node1", &["qm", "list"]).stdout;
+    let reference = include_str!("../../../crates/cias-core/testdata/proxmox/qm-list.txt");
+    assert_eq!(list.lines().next(), reference.lines().next(), "same header");
+    assert!(
+        list.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("       101 web                  running    2048               4.00 "),
+        "{list}"
+    );
+    let vms = cias_core::proxmox::qm::parse_list(&list).unwrap();
+    assert_eq!(vms[0].status, "running");
+    // node1 publishes its state through the heartbeat service; do it by hand here.
+    let running = serde_json::json!({"time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64, "running": [101]});
+    std::fs::create_dir_all(c.root().join(".standin/status")).unwrap();
+    std::fs::write(c.root().join(".standin/status/node1.json"), running.to_string()).unwrap();
+    let resources =
+        c.json("node3", &["pvesh", "get", "/cluster/resources", "--type", "vm", "--output-format", "json"]);
+    assert_eq!(resources[0]["status"], "running");
+    assert_eq!(resources[0]["node"], "node1");
+    assert_eq!(resources[0]["maxmem"], 2048u64 << 20);
+    let parsed: Vec<cias_core::proxmox::pvesh::VmResource> = serde_json::from_value(resources).unwrap();
+    assert_eq!(parsed[0].vmid, 101);
+    let out = c.run("node1", &["qm", "stop", "101"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(c.run("node1", &["qm", "list"]).stdout.contains(" stopped "));
+}
+
+#[test]
+fn migration_errors_are_the_real_ones() {
+    let c = cluster("psmig");
+    c.three_nodes();
+    storage_and_vm(&c);
+    let err = |argv: &[&str]| c.run("node1", argv).stderr;
+    assert_eq!(err(&["qm", "migrate", "101", "node1"]), "target is local node.\n");
+    assert_eq!(err(&["qm", "migrate", "101", "node9"]), "no such cluster node 'node9'\n");
+    c.run("node1", &["qm", "start", "101"]);
+    assert_eq!(err(&["qm", "migrate", "101", "node2"]), "can't migrate running VM without --online\n");
+    c.run("node1", &["qm", "stop", "101"]);
+    let out = c.run("node1", &["qm", "migrate", "101", "node2"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("starting migration of VM 101 to node 'node2' (10.254.1.2)"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.ends_with("TASK OK\n"), "{}", out.stdout);
+    assert!(c.root().join("nodes/node2/qemu-server/101.conf").exists());
+}
+
+#[test]
+fn vzdump_and_qmrestore() {
+    let c = cluster("psdump");
+    c.three_nodes();
+    storage_and_vm(&c);
+    std::fs::write(c.mfs().join("images/101/vm-101-disk-0.raw"), "HB 101 node1 1 1\n").unwrap();
+    // On a node that does not own the VM: exit 0, nothing written.
+    let out =
+        c.run("node2", &["vzdump", "101", "--storage", "a_mfs", "--mode", "snapshot", "--compress", "gzip"]);
+    assert_eq!(out.code, 0);
+    assert!(!c.mfs().join("dump").exists());
+    let out =
+        c.run("node1", &["vzdump", "101", "--storage", "a_mfs", "--mode", "snapshot", "--compress", "gzip"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let archive = std::fs::read_dir(c.mfs().join("dump"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "gz"))
+        .unwrap();
+    let name = archive.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        name.starts_with("vzdump-qemu-101-")
+            && name.ends_with(".vma.gz")
+            && name.len() == "vzdump-qemu-101-2024_06_01-02_00_03.vma.gz".len(),
+        "{name}"
+    );
+    assert!(
+        out.stderr.contains(&format!("INFO: creating vzdump archive '{}'", archive.display())),
+        "{}",
+        out.stderr
+    );
+    let out = c.run("node3", &["qmrestore", archive.to_str().unwrap(), "101"]);
+    assert_eq!(out.stderr, "unable to restore VM 101 - VM 101 already exists on node 'node1'\n");
+    let out = c.run("node3", &["qmrestore", archive.to_str().unwrap(), "102", "--storage", "a_mfs"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(c.mfs().join("images/102/vm-102-disk-0.raw")).unwrap(),
+        "HB 101 node1 1 1\n"
+    );
+    assert!(c
+        .run("node3", &["qm", "config", "102"])
+        .stdout
+        .contains("scsi0: a_mfs:102/vm-102-disk-0.raw,size=4G"));
+}
+
+#[test]
+fn backup_jobs_are_stored_as_in_jobs_cfg() {
+    let c = cluster("psjobs");
+    c.three_nodes();
+    let out = c.run(
+        "node1",
+        &[
+            "pvesh",
+            "create",
+            "/cluster/backup",
+            "--id",
+            "weekly",
+            "--schedule",
+            "sun 02:00",
+            "--storage",
+            "a_mfs",
+            "--all",
+            "1",
+            "--mode",
+            "snapshot",
+            "--compress",
+            "zstd",
+            "--prune-backups",
+            "keep-last=4",
+        ],
+    );
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+    let text = std::fs::read_to_string(c.root().join("jobs.cfg")).unwrap();
+    assert_eq!(text, "vzdump: weekly\n\tschedule sun 02:00\n\tall 1\n\tcompress zstd\n\tenabled 1\n\tmode snapshot\n\tprune-backups keep-last=4\n\tstorage a_mfs\n\n");
+    let jobs = c.json("node2", &["pvesh", "get", "/cluster/backup", "--output-format", "json"]);
+    assert_eq!(jobs[0]["id"], "weekly");
+    assert_eq!(jobs[0]["all"], 1);
+    assert_eq!(jobs[0]["prune-backups"]["keep-last"], "4");
+}
+
+#[test]
+fn pvesh_json_is_one_sorted_line_and_pretty_uses_three_spaces() {
+    let c = cluster("psjson");
+    c.three_nodes();
+    let out = c.run("node1", &["pvesh", "get", "/cluster/status", "--output-format", "json"]);
+    assert_eq!(out.stdout.lines().count(), 1);
+    assert!(out.stdout.starts_with("[{\"id\":\"cluster\",\"name\":\"DLLL-CIAS\",\"nodes\":3,\"quorate\":1,\"type\":\"cluster\",\"version\":1}"), "{}", out.stdout);
+    let pretty =
+        c.run("node1", &["pvesh", "get", "/cluster/status", "--output-format", "json-pretty"]).stdout;
+    assert!(
+        pretty.starts_with("[\n   {\n      \"id\" : \"cluster\"")
+            || pretty.starts_with("[\n   {\n      \"id\": \"cluster\""),
+        "{pretty}"
+    );
+}
+
+#[test]
+fn storage_add_errors() {
+    let c = cluster("psstore");
+    c.three_nodes();
+    let out = c.run(
+        "node1",
+        &[
+            "pvesm",
+            "add",
+            "dir",
+            "a_mfs",
+            "--path",
+            c.mfs().to_str().unwrap(),
+            "--content",
+            "images",
+            "--is_mountpoint",
+            "yes",
+        ],
+    );
+    assert_eq!(out.stderr, format!("create storage failed: unable to activate storage 'a_mfs' - directory is expected to be a mount point but is not mounted: '{}'\n", c.mfs().display()));
+    storage_and_vm(&c);
+    let out = c.run("node1", &["pvesm", "add", "dir", "a_mfs", "--path", "/tmp", "--content", "images"]);
+    assert_eq!(out.stderr, "create storage failed: storage ID 'a_mfs' already defined\n");
+}
