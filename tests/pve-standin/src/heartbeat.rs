@@ -35,7 +35,9 @@ pub fn run(env: &Env) -> Result<u8> {
                     heard.insert(name.to_string(), now_ms());
                 }
                 Some(("ping", _)) => {
-                    let _ = socket.send_to(format!("pong {}", env.node).as_bytes(), from);
+                    let quorate = env.quorum().map(|q| q.quorate()).unwrap_or(false);
+                    let _ =
+                        socket.send_to(format!("pong {} {}", env.node, u8::from(quorate)).as_bytes(), from);
                 }
                 _ => {}
             }
@@ -53,8 +55,9 @@ fn publish_status(env: &Env) -> Result<()> {
     write_json(&env.root.join(".standin/status").join(format!("{}.json", env.node)), &status)
 }
 
-/// Asks the heartbeat service at `ip` who it is; `None` when nothing answers within a second.
-pub fn ping(ip: &str) -> Option<String> {
+/// Asks the heartbeat service at `ip` who it is and whether its partition is quorate; `None`
+/// when nothing answers within a second.
+pub fn ping(ip: &str) -> Option<(String, bool)> {
     let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
     socket.set_read_timeout(Some(Duration::from_millis(250))).ok()?;
     for _ in 0..4 {
@@ -62,8 +65,8 @@ pub fn ping(ip: &str) -> Option<String> {
         let mut buf = [0u8; 256];
         if let Ok((len, _)) = socket.recv_from(&mut buf) {
             let text = String::from_utf8_lossy(&buf[..len]).to_string();
-            if let Some(name) = text.strip_prefix("pong ") {
-                return Some(name.to_string());
+            if let Some((name, quorate)) = text.strip_prefix("pong ").and_then(|t| t.split_once(' ')) {
+                return Some((name.to_string(), quorate == "1"));
             }
         }
     }

@@ -74,6 +74,7 @@ fn main() -> ExitCode {
         }
         "heartbeat" => heartbeat::run(&env),
         "vm-run" => vmproc::run(&env, rest),
+        "task-done" => task::done(&env, rest),
         other => Err(Failure::with_code(format!("pve-standin: unknown tool '{other}'"), 2)),
     };
     match result {

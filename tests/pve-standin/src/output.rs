@@ -17,12 +17,14 @@ pub fn print(value: &Value, format: Option<&str>) -> Result<()> {
         }
         "yaml" => print!("{}", serde_yaml::to_string(value).map_err(anyhow::Error::from)?),
         "text" => print_text(value),
-        other => return Err(param_error(
-            "output-format",
-            &format!(
+        other => {
+            return Err(param_error(
+                "output-format",
+                &format!(
                 "value '{other}' does not have a value in the enumeration 'text, json, json-pretty, yaml'"
             ),
-        )),
+            ))
+        }
     }
     Ok(())
 }

@@ -73,6 +73,23 @@ fn create(env: &Env, args: &Args) -> Result<u8> {
 /// (The stand-in reads the password but cannot check it against the remote node.)
 fn add(env: &Env, args: &Args) -> Result<u8> {
     let target_ip = args.pos(1, "hostname")?.to_string();
+    let my_ip = assert_joinable(env, args)?;
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password)?;
+    if password.trim().is_empty() {
+        return Err(Failure::die("no password given"));
+    }
+    if let Err(message) = join(env, &target_ip, args.opt("fingerprint"), my_ip, args) {
+        eprintln!("{message}");
+        return Ok(0);
+    }
+    println!("successfully added node '{}' to cluster.", env.node);
+    Ok(0)
+}
+
+/// The checks before a join; each failure is a `* ...` line (warnings with `--force`).
+/// Returns the address the node joins with.
+pub fn assert_joinable(env: &Env, args: &Args) -> Result<String> {
     let mut problems = Vec::new();
     if env.my_cluster()?.is_some() {
         problems.push("cluster config '/etc/pve/corosync.conf' already exists".to_string());
@@ -81,37 +98,29 @@ fn add(env: &Env, args: &Args) -> Result<u8> {
         problems.push("this host already contains virtual guests".to_string());
     }
     let my_ip = match local_address(args.opt("link0")) {
-        Ok(ip) => Some(ip),
+        Ok(ip) => ip,
         Err(f) => {
             problems.push(f.message);
-            None
+            String::new()
         }
     };
     if !problems.is_empty() && !args.flag("force") {
         let lines: String = problems.iter().map(|p| format!("* {p}\n")).collect();
         return Err(Failure::die(format!("{lines}Check if node may join a cluster failed!")));
     }
-    let mut password = String::new();
-    std::io::stdin().lock().read_line(&mut password)?;
-    if password.trim().is_empty() {
-        return Err(Failure::die("no password given"));
-    }
-    if let Err(message) = join(env, &target_ip, args.opt("fingerprint"), my_ip.unwrap_or_default(), args) {
-        eprintln!("{message}");
-        return Ok(0);
-    }
-    println!("successfully added node '{}' to cluster.", env.node);
-    Ok(0)
+    Ok(my_ip)
 }
 
-fn join(
+/// Joins the cluster that `target_ip` belongs to, as its API would: the member must answer,
+/// its fingerprint match and its partition be quorate. (The password is not checked.)
+pub fn join(
     env: &Env,
     target_ip: &str,
     fingerprint: Option<&str>,
     my_ip: String,
     args: &Args,
 ) -> std::result::Result<(), String> {
-    let target = heartbeat::ping(target_ip)
+    let (target, target_quorate) = heartbeat::ping(target_ip)
         .ok_or_else(|| format!("500 Can't connect to {target_ip}:8006 (Connection refused)"))?;
     let mut cluster =
         env.cluster().map_err(|f| f.message)?.ok_or("500 cluster not ready - no cluster configured")?;
@@ -122,9 +131,7 @@ fn join(
     if fingerprint != Some(expected.as_str()) {
         return Err(format!("500 Can't connect to {target_ip}:8006 (certificate fingerprint mismatch)"));
     }
-    // The member answering the API call checks quorum on its side.
-    let target_env = Env { node: target.clone(), ..env.clone() };
-    if !target_env.quorum().map_err(|f| f.message)?.quorate() {
+    if !target_quorate {
         return Err("cluster not ready - no quorum?".into());
     }
     if cluster.member(&env.node).is_some() {

@@ -35,6 +35,8 @@ pub fn main(env: &Env, raw: &[String]) -> Result<u8> {
             create_backup_job(env, &args)?;
             Value::Null
         }
+        ("create", ["cluster", "config", "join"]) => api_join(env, &args)?,
+        ("create", ["nodes", node, "migrateall"]) => migrateall(env, node, &args)?,
         ("delete", ["cluster", "backup", id]) => {
             delete_backup_job(env, id)?;
             Value::Null
@@ -319,4 +321,59 @@ fn join_info(env: &Env) -> Result<Value> {
     Ok(
         json!({"config_digest": format!("{:040x}", cluster.config_version), "nodelist": nodelist, "preferred_node": env.node, "totem": {"cluster_name": cluster.name, "config_version": cluster.config_version.to_string(), "secauth": "on", "version": "2"}}),
     )
+}
+
+/// `pvesh create /cluster/config/join --hostname H --fingerprint FP --password PW`: a task;
+/// pvesh prints its UPID and exits 0 whether or not the join worked.
+fn api_join(env: &Env, args: &Args) -> Result<Value> {
+    let hostname = args
+        .opt("hostname")
+        .ok_or_else(|| crate::args::param_error("hostname", "property is missing and it is not optional"))?;
+    args.opt("password")
+        .ok_or_else(|| crate::args::param_error("password", "property is missing and it is not optional"))?;
+    let my_ip = crate::pvecm::assert_joinable(env, args)?;
+    let upid = task::upid(&env.node, "clusterjoin", "");
+    let result = crate::pvecm::join(env, hostname, args.opt("fingerprint"), my_ip, args);
+    let exit = result.as_ref().err().cloned().unwrap_or_else(|| "OK".into());
+    task::record(env, &upid, &env.node, "clusterjoin", "", Some(&exit))?;
+    Ok(Value::from(upid))
+}
+
+/// `pvesh create /nodes/SRC/migrateall --target DST --max-workers N [--vms 100,101]`: prints
+/// the UPID and migrates in the background, one `qm migrate` (its own qmigrate task) per VM.
+fn migrateall(env: &Env, node: &str, args: &Args) -> Result<Value> {
+    if node != env.node {
+        return Err(Failure::die(format!("stand-in: run migrateall on node '{node}' itself")));
+    }
+    let target = args
+        .opt("target")
+        .ok_or_else(|| crate::args::param_error("target", "property is missing and it is not optional"))?;
+    if args.opt("max-workers").or(args.opt("maxworkers")).is_none() {
+        return Err(Failure::die(
+            "either 'max-workers' parameter or max_workers in datacenter.cfg must be set!",
+        ));
+    }
+    let wanted: Option<Vec<u32>> =
+        args.opt("vms").map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+    let vms: Vec<u32> = all_vms(env)
+        .into_iter()
+        .filter(|(n, vmid)| n == node && wanted.as_ref().is_none_or(|w| w.contains(vmid)))
+        .map(|(_, vmid)| vmid)
+        .collect();
+    let upid = task::upid(node, "migrateall", "");
+    task::record(env, &upid, node, "migrateall", "", None)?;
+    // The worker outlives this pvesh call, as a forked Proxmox worker does.
+    let script = vms
+        .iter()
+        .map(|vmid| format!("qm migrate {vmid} {target} --online >/dev/null 2>&1;"))
+        .collect::<String>();
+    let exe = std::env::current_exe()?;
+    let done = format!("{} task-done '{upid}' {node} migrateall", exe.display());
+    std::process::Command::new("setsid")
+        .args(["sh", "-c", &format!("{script} {done}")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    Ok(Value::from(upid))
 }

@@ -56,3 +56,10 @@ pub fn foreground(env: &Env, kind: &str, id: &str, work: impl FnOnce() -> Result
 pub fn log(line: &str) {
     println!("{} {line}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S"));
 }
+
+/// `pve-standin task-done UPID NODE TYPE`: marks a background task finished.
+pub fn done(env: &Env, args: &[String]) -> Result<u8> {
+    let [upid, node, kind] = args else { return Err(Failure::die("usage: task-done UPID NODE TYPE")) };
+    record(env, upid, node, kind, "", Some("OK"))?;
+    Ok(0)
+}
