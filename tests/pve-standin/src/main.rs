@@ -15,6 +15,7 @@ mod output;
 mod pvecm;
 mod pvesh;
 mod qm;
+mod router;
 mod sectioncfg;
 mod storage;
 mod task;
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
         "heartbeat" => heartbeat::run(&env),
         "vm-run" => vmproc::run(&env, rest),
         "task-done" => task::done(&env, rest),
+        "router-call" => router::call(&env, rest),
         other => Err(Failure::with_code(format!("pve-standin: unknown tool '{other}'"), 2)),
     };
     match result {

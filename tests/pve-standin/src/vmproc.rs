@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cluster::{now_ms, Env};
-use crate::{vmconf, Failure, Result};
+use crate::{router, vmconf, Failure, Result};
 
 fn pid_file(env: &Env, vmid: u32) -> PathBuf {
     env.run.join("qemu-server").join(format!("{vmid}.pid"))
@@ -38,6 +38,9 @@ pub fn local_running(env: &Env) -> Result<Vec<u32>> {
 pub fn start(env: &Env, vmid: u32) -> Result<()> {
     if running(env, vmid).is_some() {
         return Err(Failure::die(format!("VM {vmid} already running")));
+    }
+    if vmid == router::VMID && !Path::new("/sys/class/net/vmbr0").exists() {
+        return Err(Failure::die("bridge 'vmbr0' does not exist"));
     }
     let exe = std::env::current_exe()?;
     let exe = exe.to_string_lossy();
@@ -81,6 +84,9 @@ pub fn stop(env: &Env, vmid: u32) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = std::fs::remove_file(pid_file(env, vmid));
+    if vmid == router::VMID {
+        router::stop(env);
+    }
     Ok(())
 }
 
@@ -94,6 +100,9 @@ pub fn run(env: &Env, args: &[String]) -> Result<u8> {
     let disk = vmconf::disk_file(env, &storage, &volume)?;
     if let Some(dir) = disk.parent() {
         std::fs::create_dir_all(dir)?;
+    }
+    if vmid == router::VMID {
+        router::start(env, &disk)?;
     }
     let mut counter = last_counter(&disk, vmid);
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&disk)?;

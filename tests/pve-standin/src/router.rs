@@ -1,0 +1,174 @@
+//! The router VM (VMID 100, Zentyal in production). While it runs on a node it owns the LAN
+//! address 10.0.0.254 in a network namespace of its own, plugged into the node's `vmbr0` like
+//! a VM's tap device, and an SSH server answers there with the factory login `cias`.
+//!
+//! The router's scripts (`create_user.sh`, `setup_ip_proxmox.sh`, `setup_ip_nas.sh`,
+//! `setup_ip_vm.sh`, `dev_clean.sh`, and `change_password.sh`, which reads the new password on
+//! stdin) append a record of each call to the VM's disk, like everything else the router keeps
+//! (its password hash, its SSH host key): so it all moves with the VM through migration,
+//! recovery and backup/restore. Disk records are lines: `CALL <ms> <script> <json args>`,
+//! `PASS <hash>`, `HOSTKEY <base64 private key>`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::cluster::{now_ms, Env};
+use crate::{Failure, Result};
+
+pub const VMID: u32 = 100;
+const ADDRESS: &str = "10.0.0.254/8";
+const LOGIN: &str = "cias";
+const FACTORY_PASSWORD: &str = "dlll@nccu";
+const NETNS: &str = "vm100";
+const TAP: &str = "tap100i0";
+/// Scripts that read a password on stdin (never on their command line).
+const READS_SECRET: &[&str] = &["change_password.sh", "create_user.sh"];
+
+fn state_dir(env: &Env) -> PathBuf {
+    env.run.join("router")
+}
+
+fn sh(argv: &[&str]) -> Result<()> {
+    let out = Command::new(argv[0]).args(&argv[1..]).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Failure::die(format!("{}: {}", argv.join(" "), String::from_utf8_lossy(&out.stderr).trim())))
+    }
+}
+
+/// The newest record of `kind` on the disk.
+fn last_record(disk: &Path, kind: &str) -> Option<String> {
+    let text = std::fs::read_to_string(disk).ok()?;
+    let prefix = format!("{kind} ");
+    text.lines().rev().find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+}
+
+fn append(disk: &Path, line: &str) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(disk)?;
+    writeln!(file, "{line}")?;
+    file.sync_data()?;
+    Ok(())
+}
+
+/// Brings the router's network and SSH server up on this node.
+pub fn start(env: &Env, disk: &Path) -> Result<()> {
+    if !Path::new("/sys/class/net/vmbr0").exists() {
+        return Err(Failure::die("bridge 'vmbr0' does not exist"));
+    }
+    let dir = state_dir(env);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("disk"), disk.to_string_lossy().as_bytes())?;
+    // The login (uid 0, so the scripts can run chpasswd): the password comes from the disk.
+    if !Command::new("id").arg(LOGIN).stdout(Stdio::null()).stderr(Stdio::null()).status()?.success() {
+        sh(&["useradd", "-o", "-u", "0", "-g", "0", "-M", "-d", "/root", "-s", "/bin/sh", LOGIN])?;
+    }
+    match last_record(disk, "PASS") {
+        Some(hash) => sh(&["usermod", "-p", &hash, LOGIN])?,
+        None => set_password(&format!("{LOGIN}:{FACTORY_PASSWORD}"))?,
+    }
+    let key = dir.join("host_key");
+    let _ = std::fs::remove_file(&key);
+    match last_record(disk, "HOSTKEY") {
+        Some(encoded) => {
+            let out = Command::new("base64")
+                .arg("-d")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                c.stdin.take().expect("stdin").write_all(encoded.as_bytes())?;
+                c.wait_with_output()
+            })?;
+            std::fs::write(&key, out.stdout)?;
+        }
+        None => {
+            sh(&[
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "cias-router",
+                "-f",
+                &key.to_string_lossy(),
+            ])?;
+            let encoded = Command::new("base64").args(["-w0", &key.to_string_lossy()]).output()?.stdout;
+            append(disk, &format!("HOSTKEY {}", String::from_utf8_lossy(&encoded)))?;
+        }
+    }
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    // The VM's NIC: a veth pair, one end on vmbr0, the other in the VM's namespace.
+    let _ = sh(&["ip", "netns", "del", NETNS]);
+    sh(&["ip", "netns", "add", NETNS])?;
+    sh(&["ip", "link", "add", TAP, "type", "veth", "peer", "name", "eth0", "netns", NETNS])?;
+    sh(&["ip", "link", "set", TAP, "master", "vmbr0", "up"])?;
+    sh(&["ip", "-n", NETNS, "addr", "add", ADDRESS, "dev", "eth0"])?;
+    sh(&["ip", "-n", NETNS, "link", "set", "eth0", "up"])?;
+    sh(&["ip", "-n", NETNS, "link", "set", "lo", "up"])?;
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "ListenAddress {}\nHostKey {}\nPidFile {}\nAllowUsers {LOGIN}\nPermitRootLogin no\n\
+             PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM no\nUseDNS no\n",
+            ADDRESS.trim_end_matches("/8"),
+            key.display(),
+            dir.join("sshd.pid").display()
+        ),
+    )?;
+    std::fs::create_dir_all("/run/sshd")?;
+    sh(&["ip", "netns", "exec", NETNS, "/usr/sbin/sshd", "-f", &config.to_string_lossy()])
+}
+
+/// Takes the router's network and SSH server down (after its VM process stopped).
+pub fn stop(env: &Env) {
+    if let Ok(pid) = std::fs::read_to_string(state_dir(env).join("sshd.pid")) {
+        let _ = sh(&["kill", pid.trim()]);
+    }
+    let _ = sh(&["ip", "netns", "del", NETNS]);
+    let _ = sh(&["ip", "link", "del", TAP]);
+}
+
+fn set_password(user_and_password: &str) -> Result<()> {
+    let mut child = Command::new("chpasswd").stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().expect("stdin").write_all(format!("{user_and_password}\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(Failure::die(format!("chpasswd: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(())
+}
+
+/// `pve-standin router-call SCRIPT ARGS...`: one of the router's scripts, run over SSH.
+pub fn call(env: &Env, args: &[String]) -> Result<u8> {
+    let (script, rest) =
+        args.split_first().ok_or_else(|| Failure::die("usage: router-call SCRIPT [ARGS...]"))?;
+    let disk = PathBuf::from(
+        std::fs::read_to_string(state_dir(env).join("disk"))
+            .map_err(|_| Failure::die("the router VM does not run on this node"))?,
+    );
+    let mut secret = String::new();
+    if READS_SECRET.contains(&script.as_str()) {
+        std::io::stdin().read_to_string(&mut secret)?;
+        if secret.trim().is_empty() {
+            return Err(Failure::with_code(format!("{script}: the password is read from stdin"), 2));
+        }
+    }
+    let json_args = serde_json::to_string(rest).map_err(anyhow::Error::from)?;
+    append(&disk, &format!("CALL {} {script} {json_args}", now_ms()))?;
+    if script == "change_password.sh" {
+        set_password(&format!("{LOGIN}:{}", secret.lines().next().unwrap_or_default()))?;
+        let shadow = std::fs::read_to_string("/etc/shadow")?;
+        let hash = shadow
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{LOGIN}:"))?.split(':').next().map(str::to_string))
+            .ok_or_else(|| Failure::die("no shadow entry for cias"))?;
+        append(&disk, &format!("PASS {hash}"))?;
+    }
+    println!("OK");
+    Ok(0)
+}
