@@ -3,5 +3,6 @@
 //! Test support starts those programs directly, not through `cias_core::host`.
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod lab_support;
 pub mod netns;
 pub mod sshd;

@@ -5,4 +5,5 @@
 //! in ARCHITECTURE.md is about the shipped crates).
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod lab;
 pub mod prereqs;

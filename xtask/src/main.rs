@@ -20,11 +20,13 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// The multi-node test lab: `cargo xtask lab up`, `status`, `power-off node1`, `down`, ...
+    Lab(xtask::lab::cli::LabArgs),
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("xtask: {err:#}");
             ExitCode::from(2)
@@ -32,14 +34,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.task {
-        Task::Test { cargo_args } => test(&cargo_args),
+        Task::Test { cargo_args } => test(&cargo_args).map(|()| ExitCode::SUCCESS),
+        Task::Lab(args) => xtask::lab::cli::run(args),
     }
 }
 
 fn test(extra: &[String]) -> Result<()> {
     xtask::prereqs::ensure_packages(xtask::prereqs::TEST_PACKAGES)?;
+    // The lab tests (tests/tests/lab.rs) boot the lab themselves; they need its packages.
+    xtask::prereqs::ensure_packages(xtask::prereqs::LAB_PACKAGES)?;
     let mut args = vec!["test", "--workspace", "--locked"];
     args.extend(extra.iter().map(String::as_str));
     let status = duct::cmd("cargo", &args).unchecked().run()?;

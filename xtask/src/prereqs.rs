@@ -7,6 +7,23 @@ use anyhow::{bail, Context, Result};
 pub const TEST_PACKAGES: &[&str] =
     &["keepalived", "openssh-server", "openssh-client", "iproute2", "libssl-dev", "pkg-config", "zlib1g-dev"];
 
+/// Packages the lab host needs (see lab/README.md): nspawn to boot the nodes, mmdebstrap to
+/// build their rootfs, nftables for partitions, aiosmtpd as the lab's mail server, and the
+/// tools the lab drives (losetup, nsenter, setsid, ip, ssh-keygen, mkfs.ext4, sfdisk).
+pub const LAB_PACKAGES: &[&str] = &[
+    "systemd-container",
+    "mmdebstrap",
+    "debian-archive-keyring",
+    "zstd",
+    "nftables",
+    "python3-aiosmtpd",
+    "iproute2",
+    "util-linux",
+    "openssh-client",
+    "e2fsprogs",
+    "fdisk",
+];
+
 /// Installs the packages of `wanted` that dpkg does not list as installed.
 pub fn ensure_packages(wanted: &[&str]) -> Result<()> {
     let missing: Vec<&str> = wanted.iter().copied().filter(|p| !is_installed(p)).collect();
