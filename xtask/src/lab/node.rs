@@ -184,10 +184,3 @@ fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
-
-/// Unmounts the node's overlay (the node must be stopped).
-pub fn unmount(node: Node) -> Result<()> {
-    let merged = node_root(node).display().to_string();
-    cmd(["umount", &merged]).run().with_context(|| format!("{node}: cannot unmount its root"))?;
-    Ok(())
-}
