@@ -6,3 +6,4 @@
 pub mod lab_support;
 pub mod netns;
 pub mod sshd;
+pub mod standin;

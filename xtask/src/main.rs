@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -47,9 +47,6 @@ fn test(extra: &[String]) -> Result<()> {
     xtask::prereqs::ensure_packages(xtask::prereqs::LAB_PACKAGES)?;
     let mut args = vec!["test", "--workspace", "--locked"];
     args.extend(extra.iter().map(String::as_str));
-    let status = duct::cmd("cargo", &args).unchecked().run()?;
-    if !status.status.success() {
-        bail!("cargo test failed");
-    }
+    xtask::testrun::cargo_test(&args)?;
     Ok(())
 }

@@ -55,6 +55,11 @@ impl Env {
     }
 
     pub fn save_cluster(&self, config: &ClusterConfig) -> Result<()> {
+        // pmxcfs gives every member its directories.
+        for node in &config.nodes {
+            std::fs::create_dir_all(self.qemu_dir(&node.name))?;
+            std::fs::create_dir_all(self.node_dir(&node.name).join("lxc"))?;
+        }
         write_json(&self.state().join("cluster.json"), config)?;
         std::fs::write(self.root.join("corosync.conf"), config.corosync_conf())?;
         Ok(())

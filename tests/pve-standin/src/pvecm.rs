@@ -83,6 +83,16 @@ fn add(env: &Env, args: &Args) -> Result<u8> {
         eprintln!("{message}");
         return Ok(0);
     }
+    print!("waiting for quorum...");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !env.quorum()?.quorate() {
+        if std::time::Instant::now() > deadline {
+            println!("timeout");
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    println!("OK");
     println!("successfully added node '{}' to cluster.", env.node);
     Ok(0)
 }

@@ -39,8 +39,8 @@ pub fn start(env: &Env, vmid: u32) -> Result<()> {
     if running(env, vmid).is_some() {
         return Err(Failure::die(format!("VM {vmid} already running")));
     }
-    if vmid == router::VMID && !Path::new("/sys/class/net/vmbr0").exists() {
-        return Err(Failure::die("bridge 'vmbr0' does not exist"));
+    if vmid == router::VMID {
+        router::require_bridge()?;
     }
     let exe = std::env::current_exe()?;
     let exe = exe.to_string_lossy();

@@ -16,11 +16,11 @@ pub const NSPAWN_RUN_DIR: &str = "/run/systemd/nspawn";
 pub const MOUNT_SOURCE: &str = "cias-lab";
 
 /// Shared cluster directory: one host directory bind-mounted into every node at
-/// [`SHARED_PVE_NODE_PATH`]. The later Proxmox stand-in uses it as `/etc/pve`.
+/// [`SHARED_PVE_NODE_PATH`]: the Proxmox stand-in's cluster file system, `/etc/pve`.
 pub fn shared_pve_dir() -> PathBuf {
     Path::new(STATE_DIR).join("shared/pve")
 }
-pub const SHARED_PVE_NODE_PATH: &str = "/var/lib/cias-lab/pve";
+pub const SHARED_PVE_NODE_PATH: &str = "/etc/pve";
 
 pub fn nodes_dir() -> PathBuf {
     Path::new(STATE_DIR).join("nodes")

@@ -1,0 +1,229 @@
+//! The Proxmox stand-in in a real 3-node lab: cluster create/join, quorum that follows the
+//! network, VMs that run on one node at a time, recovery of a dead node's VM, the router VM.
+//! (issue 4, "Done when"). Runs as root; one lab shared by the tests of this file.
+
+use std::time::{Duration, Instant};
+
+use cias_tests::lab_support::{shared_lab, LabSession};
+use xtask::lab::Node;
+
+const TESTS: usize = 4;
+
+fn node(lab: &LabSession, name: &str) -> Node {
+    lab.node(name).unwrap()
+}
+
+fn run(lab: &LabSession, name: &str, argv: &[&str]) -> xtask::lab::Output {
+    lab.exec(node(lab, name), argv).unwrap()
+}
+
+fn ok(lab: &LabSession, name: &str, argv: &[&str]) -> String {
+    let out = run(lab, name, argv);
+    assert!(out.success(), "{name}: {argv:?} exited {}: {}{}", out.status, out.stdout, out.stderr);
+    out.stdout
+}
+
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Creates the cluster on node1 and joins node2 and node3 (idempotent across tests).
+fn cluster(lab: &LabSession) {
+    if run(lab, "node1", &["test", "-f", "/etc/pve/corosync.conf"]).success() {
+        // Created by an earlier test; nodes that were powered off need a moment to be heard.
+        for n in ["node1", "node2", "node3"] {
+            wait_for(&format!("{n} quorate"), Duration::from_secs(20), || {
+                run(lab, n, &["pvecm", "status"]).success()
+            });
+        }
+        return;
+    }
+    ok(lab, "node1", &["pvecm", "create", "DLLL-CIAS"]);
+    let nodes = ok(lab, "node1", &["pvesh", "get", "/nodes", "--output-format", "json"]);
+    let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
+    let fp = nodes[0]["ssl_fingerprint"].as_str().unwrap().to_string();
+    let ip = node(lab, "node1").lan_ip().to_string();
+    // As an installer must: join one node at a time, each once the cluster is quorate with it.
+    for (count, joiner) in [(2, "node2"), (3, "node3")] {
+        let script = format!("printf '%s\\n' labpassword | pvecm add {ip} --fingerprint {fp}");
+        let out = run(lab, joiner, &["sh", "-c", &script]);
+        let expected = format!("successfully added node '{joiner}' to cluster.");
+        assert!(out.stdout.contains(&expected), "{joiner}: {}{}", out.stdout, out.stderr);
+        wait_for(&format!("node1 quorate with {count} members"), Duration::from_secs(15), || {
+            let out = run(lab, "node1", &["pvecm", "status"]);
+            out.success() && out.stdout.contains(&format!("Nodes:            {count}\n"))
+        });
+    }
+    // A directory on the shared cluster file system stands in for MooseFS here.
+    if !ok(lab, "node1", &["pvesm", "status"]).contains("shared_disks") {
+        ok(lab, "node1", &["mkdir", "-p", "/etc/pve/.disks"]);
+        ok(
+            lab,
+            "node1",
+            &[
+                "pvesm",
+                "add",
+                "dir",
+                "shared_disks",
+                "--path",
+                "/etc/pve/.disks",
+                "--content",
+                "images,backup",
+                "--shared",
+                "1",
+            ],
+        );
+    }
+}
+
+fn heartbeats(lab: &LabSession, vmid: u32) -> Vec<(String, u64)> {
+    let disk = ok(lab, "node1", &["cat", &format!("/etc/pve/.disks/images/{vmid}/vm-{vmid}-disk-0.raw")]);
+    disk.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 5 && f[0] == "HB").then(|| (f[2].to_string(), f[3].parse().unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn cluster_join_vm_uniqueness_and_live_migration() {
+    let lab = shared_lab(TESTS);
+    cluster(&lab);
+    let status = ok(&lab, "node2", &["pvecm", "status"]);
+    let parsed = cias_core::proxmox::pvecm::parse_status(&status).unwrap();
+    assert_eq!((parsed.name.as_str(), parsed.quorate, parsed.members.len()), ("DLLL-CIAS", true, 3));
+    ok(
+        &lab,
+        "node2",
+        &["qm", "create", "201", "--name", "web", "--memory", "1024", "--scsi0", "shared_disks:4"],
+    );
+    ok(&lab, "node2", &["qm", "start", "201"]);
+    for n in ["node1", "node2", "node3"] {
+        wait_for(&format!("VM 201 running in {n}'s /cluster/resources"), Duration::from_secs(10), || {
+            let json = ok(
+                &lab,
+                n,
+                &["pvesh", "get", "/cluster/resources", "--type", "vm", "--output-format", "json"],
+            );
+            let vms: Vec<cias_core::proxmox::pvesh::VmResource> = serde_json::from_str(&json).unwrap();
+            vms.iter().any(|v| v.vmid == 201 && v.node == "node2" && v.status == "running")
+        });
+    }
+    let out = run(&lab, "node3", &["qm", "create", "201", "--memory", "512"]);
+    assert_eq!(out.stderr, "unable to create VM 201 - VM 201 already exists on node 'node2'\n");
+    let out = ok(&lab, "node2", &["qm", "migrate", "201", "node3", "--online"]);
+    assert!(out.ends_with("TASK OK\n"), "{out}");
+    let before = heartbeats(&lab, 201).len();
+    wait_for("heartbeats from node3", Duration::from_secs(10), || heartbeats(&lab, 201).len() > before + 1);
+    let beats = heartbeats(&lab, 201);
+    let first_on_3 = beats.iter().position(|(n, _)| n == "node3").unwrap();
+    assert!(beats[first_on_3..].iter().all(|(n, _)| n == "node3"), "never back on node2: {beats:?}");
+    assert!(
+        beats.windows(2).all(|w| w[1].1 == w[0].1 + 1),
+        "the counter continues without gaps or overlap: {beats:?}"
+    );
+    ok(&lab, "node3", &["qm", "stop", "201"]);
+}
+
+#[test]
+fn a_partitioned_node_loses_quorum_and_refuses_writes() {
+    let lab = shared_lab(TESTS);
+    cluster(&lab);
+    lab.partition(&[vec![node(&lab, "node1")], vec![node(&lab, "node2"), node(&lab, "node3")]]).unwrap();
+    wait_for("node1 not quorate", Duration::from_secs(10), || {
+        run(&lab, "node1", &["pvecm", "status"]).status == 2
+    });
+    let out = run(&lab, "node1", &["qm", "create", "301", "--memory", "512"]);
+    assert_eq!(out.stderr, "cluster not ready - no quorum?\n");
+    assert!(run(&lab, "node2", &["pvecm", "status"]).success());
+    assert!(run(&lab, "node3", &["pvecm", "status"]).success());
+    lab.heal().unwrap();
+    for n in ["node1", "node2", "node3"] {
+        wait_for(&format!("{n} quorate again"), Duration::from_secs(10), || {
+            run(&lab, n, &["pvecm", "status"]).success()
+        });
+    }
+}
+
+#[test]
+fn a_dead_nodes_vm_is_recovered_from_shared_storage() {
+    let lab = shared_lab(TESTS);
+    cluster(&lab);
+    if !run(&lab, "node3", &["qm", "config", "401"]).success() {
+        ok(&lab, "node3", &["qm", "create", "401", "--memory", "512", "--scsi0", "shared_disks:1"]);
+    }
+    ok(&lab, "node3", &["qm", "start", "401"]);
+    std::thread::sleep(Duration::from_secs(2));
+    lab.power_off(node(&lab, "node3")).unwrap();
+    let at_power_off = heartbeats(&lab, 401).len();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(heartbeats(&lab, 401).len(), at_power_off, "a powered-off node runs nothing");
+    wait_for("node3 offline", Duration::from_secs(10), || {
+        ok(&lab, "node1", &["pvesh", "get", "/cluster/status", "--output-format", "json"])
+            .contains(r#""name":"node3","nodeid":3,"online":0"#)
+    });
+    let resources =
+        ok(&lab, "node1", &["pvesh", "get", "/cluster/resources", "--type", "vm", "--output-format", "json"]);
+    assert!(resources.contains(r#""node":"node3""#), "the dead node's config stays: {resources}");
+    ok(
+        &lab,
+        "node1",
+        &["mv", "/etc/pve/nodes/node3/qemu-server/401.conf", "/etc/pve/nodes/node1/qemu-server/"],
+    );
+    ok(&lab, "node1", &["qm", "start", "401"]);
+    wait_for("heartbeats from node1", Duration::from_secs(10), || {
+        heartbeats(&lab, 401).last().is_some_and(|(n, _)| n == "node1")
+    });
+    let beats = heartbeats(&lab, 401);
+    assert!(beats.windows(2).all(|w| w[1].1 == w[0].1 + 1), "same disk, counter continues: {beats:?}");
+    ok(&lab, "node1", &["qm", "stop", "401"]);
+    lab.power_on(node(&lab, "node3")).unwrap();
+}
+
+#[test]
+fn the_router_vm_answers_ssh_and_records_script_calls() {
+    let lab = shared_lab(TESTS);
+    cluster(&lab);
+    let n2 = node(&lab, "node2");
+    // The installer bridges the NICs into vmbr0; do it by hand on node2.
+    let ip = format!("{}/8", n2.lan_ip());
+    lab.sh(n2, &format!("ip link show vmbr0 >/dev/null 2>&1 || {{ ip link add vmbr0 type bridge && ip link set vmbr0 up && ip addr del {ip} dev eth0 && ip link set eth0 master vmbr0 && ip addr add {ip} dev vmbr0; }}")).unwrap();
+    if !run(&lab, "node2", &["qm", "config", "100"]).success() {
+        ok(
+            &lab,
+            "node2",
+            &[
+                "qm",
+                "create",
+                "100",
+                "--name",
+                "cias-router",
+                "--memory",
+                "2048",
+                "--scsi0",
+                "shared_disks:4",
+                "--net0",
+                "virtio,bridge=vmbr0",
+            ],
+        );
+    }
+    ok(&lab, "node2", &["qm", "start", "100"]);
+    // From node1, with the factory password (no terminal: SSH_ASKPASS).
+    let login = "printf '#!/bin/sh\\necho dlll@nccu\\n' > /tmp/askpass && chmod 700 /tmp/askpass && \
+                 SSH_ASKPASS=/tmp/askpass SSH_ASKPASS_REQUIRE=force setsid ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+                 -o PubkeyAuthentication=no cias@10.0.0.254 setup_ip_vm.sh 0 192.168.56.104 </dev/null";
+    let out = lab.sh(node(&lab, "node1"), login).unwrap();
+    assert!(out.contains("OK"), "{out}");
+    let disk = ok(&lab, "node1", &["cat", "/etc/pve/.disks/images/100/vm-100-disk-0.raw"]);
+    assert!(
+        disk.lines()
+            .any(|l| l.starts_with("CALL ") && l.ends_with(r#" setup_ip_vm.sh ["0","192.168.56.104"]"#)),
+        "{disk}"
+    );
+    ok(&lab, "node2", &["qm", "stop", "100"]);
+}
