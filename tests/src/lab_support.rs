@@ -28,13 +28,7 @@ pub fn shared_lab(tests_in_file: usize) -> LabSession {
     // A test that panicked still left a usable lab (or none): ignore the poison.
     let mut guard = LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if guard.is_none() {
-        // Every lab node is a Proxmox VE node as far as the toolkit can tell (the stand-in).
-        let config = crate::standin::extra_files(&std::env::temp_dir().join("cias-lab-standin"))
-            .map(|extra_files| LabConfig { extra_files, ..LabConfig::default() });
-        let lab = config
-            .and_then(|config| Lab::up(&config))
-            .and_then(|lab| crate::standin::enable(&lab).map(|()| lab))
-            .unwrap_or_else(|e| panic!("the lab cannot start: {e:#}"));
+        let lab = Lab::up(&LabConfig::default()).unwrap_or_else(|e| panic!("the lab cannot start: {e:#}"));
         *guard = Some(lab);
     }
     let lab = guard.as_ref().expect("lab is up");

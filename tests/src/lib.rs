@@ -6,4 +6,3 @@
 pub mod lab_support;
 pub mod netns;
 pub mod sshd;
-pub mod standin;

@@ -27,6 +27,9 @@ enum LabCommand {
         /// Give a disk content before first boot: NODE:DISK=blank|ext4|gpt (repeatable).
         #[arg(long = "disk")]
         disks: Vec<DiskSpec>,
+        /// Plain Debian nodes, without the Proxmox VE stand-in.
+        #[arg(long)]
+        no_proxmox: bool,
     },
     /// Remove everything the lab made (safe twice, and after a crash).
     Down,
@@ -69,8 +72,10 @@ enum LabCommand {
 
 pub fn run(args: LabArgs) -> Result<ExitCode> {
     match args.command {
-        LabCommand::Up { nodes, disk_size_mib, disks } => {
-            let lab = Lab::up(&LabConfig { nodes, disk_size_mib, disks, ..LabConfig::default() })?;
+        LabCommand::Up { nodes, disk_size_mib, disks, no_proxmox } => {
+            let config =
+                LabConfig { nodes, disk_size_mib, disks, proxmox: !no_proxmox, ..LabConfig::default() };
+            let lab = Lab::up(&config)?;
             print_status(&lab)?;
         }
         LabCommand::Down => Lab::down()?,

@@ -9,6 +9,7 @@ pub mod node;
 pub mod rootfs;
 pub mod run;
 pub mod smtp;
+pub mod standin;
 pub mod status;
 
 mod cgroup;
@@ -44,11 +45,13 @@ pub struct LabConfig {
     pub disks: Vec<DiskSpec>,
     /// Files put into every node before it boots.
     pub extra_files: Vec<ExtraFile>,
+    /// Install the Proxmox VE stand-in ([`standin`]) so nodes look like Proxmox nodes.
+    pub proxmox: bool,
 }
 
 impl Default for LabConfig {
     fn default() -> Self {
-        LabConfig { nodes: 3, disk_size_mib: 4096, disks: Vec::new(), extra_files: Vec::new() }
+        LabConfig { nodes: 3, disk_size_mib: 4096, disks: Vec::new(), extra_files: Vec::new(), proxmox: true }
     }
 }
 
@@ -72,9 +75,16 @@ impl Lab {
         }
         Lab::down()?;
         let rootfs = rootfs::ensure()?;
+        let mut config = config.clone();
+        if config.proxmox {
+            config.extra_files.extend(standin::extra_files(&Path::new(layout::STATE_DIR).join("standin"))?);
+        }
         let started = Instant::now();
         let lab = Lab { nodes };
-        lab.build(config, &rootfs).context("lab up failed (run `cargo xtask lab down` to clean up)")?;
+        lab.build(&config, &rootfs).context("lab up failed (run `cargo xtask lab down` to clean up)")?;
+        if config.proxmox {
+            standin::enable(&lab)?;
+        }
         eprintln!("lab: {} nodes up in {:.1?} (after the rootfs)", lab.nodes.len(), started.elapsed());
         Ok(lab)
     }

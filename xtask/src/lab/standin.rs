@@ -1,10 +1,11 @@
 //! Installing the Proxmox stand-in (`tests/pve-standin`) into lab nodes: the binary, a wrapper
-//! under each real tool name, and the heartbeat service started by the node's systemd.
+//! under each real tool name, the router VM's scripts, and the membership (heartbeat) service
+//! started by the node's systemd. With it, a lab node is a Proxmox VE node to the toolkit.
 
 use std::path::{Path, PathBuf};
 
+use super::{ExtraFile, Lab};
 use anyhow::{Context, Result};
-use xtask::lab::ExtraFile;
 
 /// The Proxmox tools the stand-in answers as.
 pub const TOOLS: &[&str] = &["pvecm", "pvesh", "qm", "qmrestore", "vzdump", "pvesm", "pveversion"];
@@ -67,7 +68,7 @@ pub const HEARTBEAT_UNIT: &str = "pve-standin-heartbeat.service";
 
 /// Enables and starts the membership service in every node (a unit file copied into a
 /// `.wants` directory is not enough: systemd wants a symlink there).
-pub fn enable(lab: &xtask::lab::Lab) -> Result<()> {
+pub fn enable(lab: &Lab) -> Result<()> {
     for &node in lab.nodes() {
         lab.sh(node, &format!("systemctl enable --now {HEARTBEAT_UNIT}"))?;
     }
