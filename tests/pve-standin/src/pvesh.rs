@@ -362,15 +362,17 @@ fn migrateall(env: &Env, node: &str, args: &Args) -> Result<Value> {
         .collect();
     let upid = task::upid(node, "migrateall", "");
     task::record(env, &upid, node, "migrateall", "", None)?;
-    // The worker outlives this pvesh call, as a forked Proxmox worker does.
-    let script = vms
-        .iter()
-        .map(|vmid| format!("qm migrate {vmid} {target} --online >/dev/null 2>&1;"))
-        .collect::<String>();
+    // The worker outlives this pvesh call, as a forked Proxmox worker does; the task fails
+    // when any migration failed.
     let exe = std::env::current_exe()?;
-    let done = format!("{} task-done '{upid}' {node} migrateall", exe.display());
+    let exe = exe.display();
+    let script: String = vms
+        .iter()
+        .map(|vmid| format!("{exe} qm migrate {vmid} {target} --online >/dev/null 2>&1 || ok=0; "))
+        .collect();
+    let done = format!("{exe} task-done '{upid}' {node} migrateall $ok");
     std::process::Command::new("setsid")
-        .args(["sh", "-c", &format!("{script} {done}")])
+        .args(["sh", "-c", &format!("ok=1; {script}{done}")])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -57,9 +57,12 @@ pub fn log(line: &str) {
     println!("{} {line}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S"));
 }
 
-/// `pve-standin task-done UPID NODE TYPE`: marks a background task finished.
+/// `pve-standin task-done UPID NODE TYPE OK(1|0)`: marks a background task finished.
 pub fn done(env: &Env, args: &[String]) -> Result<u8> {
-    let [upid, node, kind] = args else { return Err(Failure::die("usage: task-done UPID NODE TYPE")) };
-    record(env, upid, node, kind, "", Some("OK"))?;
+    let [upid, node, kind, ok] = args else {
+        return Err(Failure::die("usage: task-done UPID NODE TYPE 1|0"));
+    };
+    let exit = if ok == "1" { "OK" } else { "some migrations failed" };
+    record(env, upid, node, kind, "", Some(exit))?;
     Ok(0)
 }

@@ -408,3 +408,212 @@ fn storage_add_errors() {
     let out = c.run("node1", &["pvesm", "add", "dir", "a_mfs", "--path", "/tmp", "--content", "images"]);
     assert_eq!(out.stderr, "create storage failed: storage ID 'a_mfs' already defined\n");
 }
+
+#[test]
+fn pvecm_delnode_and_updatecerts() {
+    let c = cluster("psdel");
+    c.three_nodes();
+    assert_eq!(c.run("node1", &["pvecm", "delnode", "node1"]).stderr, "Cannot delete myself from cluster!\n");
+    assert_eq!(
+        c.run("node1", &["pvecm", "delnode", "node9"]).stderr,
+        "Node/IP: node9 is not a known host of the cluster.\n"
+    );
+    assert_eq!(c.run("node1", &["pvecm", "updatecerts"]).code, 0);
+    std::fs::create_dir_all(c.root().join("nodes/node3/qemu-server")).unwrap();
+    c.hears("node1", &["node1", "node2"]);
+    let out = c.run("node1", &["pvecm", "delnode", "10.254.1.3"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "Killing node 3\n");
+    assert!(c.root().join("nodes/node3").exists(), "the node's directory stays, as in Proxmox");
+    let status = c.json("node1", &["pvesh", "get", "/cluster/status", "--output-format", "json"]);
+    assert_eq!(status[0]["nodes"], 2);
+    c.hears("node1", &["node1"]);
+    let out = c.run("node1", &["pvecm", "updatecerts"]);
+    assert!(out.stderr.contains("no quorum (yet) or hung pmxcfs?"), "{}", out.stderr);
+}
+
+#[test]
+fn joins_check_first_and_exit_0_even_when_the_join_fails() {
+    let c = cluster("psjoin");
+    c.three_nodes();
+    let out = c.run_in("node2", "pw\n", &["pvecm", "add", "10.254.1.1", "--fingerprint", "AA"]);
+    assert_eq!(out.code, 255);
+    assert_eq!(out.stderr, "* cluster config '/etc/pve/corosync.conf' already exists\nCheck if node may join a cluster failed!\n");
+    c.ns.exec_ok(&["ip", "addr", "add", "10.254.1.4/8", "dev", "eth0"]).unwrap();
+    // Nothing answers at 10.254.1.1 (no membership service runs here): the join fails, exit 0.
+    let out = c.run_in(
+        "node4",
+        "pw\n",
+        &["pvecm", "add", "10.254.1.1", "--fingerprint", "AA", "--link0", "10.254.1.4"],
+    );
+    assert_eq!(out.code, 0);
+    assert_eq!(out.stderr, "500 Can't connect to 10.254.1.1:8006 (Connection refused)\n");
+    assert!(!out.stdout.contains("successfully added"));
+    let out = c.run_in("node4", "pw\n", &["pvecm", "add", "10.254.1.1", "--link0", "10.9.9.9"]);
+    assert!(out.stderr.contains("* cannot use IP '10.9.9.9', not found on local node!"), "{}", out.stderr);
+    // The API variant prints a UPID; the task records the failure.
+    let out = c.run(
+        "node4",
+        &[
+            "pvesh",
+            "create",
+            "/cluster/config/join",
+            "--hostname",
+            "10.254.1.1",
+            "--fingerprint",
+            "AA",
+            "--password",
+            "pw",
+            "--link0",
+            "10.254.1.4",
+            "--output-format",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0);
+    let upid: String = serde_json::from_str(&out.stdout).unwrap();
+    let task = c.json(
+        "node4",
+        &["pvesh", "get", &format!("/nodes/node4/tasks/{upid}/status"), "--output-format", "json"],
+    );
+    assert_eq!(task["exitstatus"], "500 Can't connect to 10.254.1.1:8006 (Connection refused)");
+}
+
+#[test]
+fn join_info_node_status_and_storage() {
+    let c = cluster("psinfo");
+    c.three_nodes();
+    storage_and_vm(&c);
+    let join = c.json("node2", &["pvesh", "get", "/cluster/config/join", "--output-format", "json"]);
+    let nodes = c.json("node2", &["pvesh", "get", "/nodes", "--output-format", "json"]);
+    assert_eq!(join["nodelist"][0]["pve_fp"], nodes[0]["ssl_fingerprint"]);
+    assert_eq!(join["nodelist"][0]["ring0_addr"], "10.254.1.1");
+    assert_eq!(join["totem"]["cluster_name"], "DLLL-CIAS");
+    let status = c.json("node2", &["pvesh", "get", "/nodes/node1/status", "--output-format", "json"]);
+    assert!(status["loadavg"][0].is_string(), "loadavg holds strings: {status}");
+    assert!(status["memory"]["total"].as_u64().unwrap() > status["memory"]["used"].as_u64().unwrap());
+    let storage = c.json("node2", &["pvesh", "get", "/nodes/node2/storage", "--output-format", "json"]);
+    let a_mfs = storage.as_array().unwrap().iter().find(|s| s["storage"] == "a_mfs").unwrap();
+    assert_eq!(
+        (a_mfs["shared"].clone(), a_mfs["active"].clone(), a_mfs["type"].clone()),
+        (1.into(), 1.into(), "dir".into())
+    );
+    c.hears("node2", &["node1", "node2"]);
+    let out = c.run("node2", &["pvesh", "get", "/nodes/node3/status", "--output-format", "json"]);
+    assert_eq!(
+        out.stderr,
+        "proxy handler failed: ssh: connect to host 10.254.1.3 port 22: No route to host\n"
+    );
+    let nodes = c.json("node2", &["pvesh", "get", "/nodes", "--output-format", "json"]);
+    assert_eq!(nodes[2]["status"], "offline");
+    assert!(nodes[2].get("mem").is_none(), "offline nodes have no runtime fields");
+}
+
+#[test]
+fn qm_set_lock_unlock_and_shutdown() {
+    let c = cluster("psqmset");
+    c.three_nodes();
+    storage_and_vm(&c);
+    assert_eq!(
+        c.run("node1", &["qm", "set", "101", "--onboot", "1", "--lock", "backup", "--delete", "name"]).code,
+        0
+    );
+    let config = c.run("node1", &["qm", "config", "101"]).stdout;
+    assert!(
+        config.contains("onboot: 1\n") && config.contains("lock: backup\n") && !config.contains("name:"),
+        "{config}"
+    );
+    assert_eq!(c.run("node1", &["qm", "start", "101"]).stderr, "VM is locked (backup)\n");
+    assert_eq!(c.run("node1", &["qm", "unlock", "101"]).code, 0);
+    assert_eq!(c.run("node1", &["qm", "start", "101"]).code, 0);
+    assert!(c.run("node1", &["qm", "list"]).stdout.contains(" running "));
+    assert_eq!(c.run("node1", &["qm", "shutdown", "101"]).code, 0);
+    assert!(c.run("node1", &["qm", "list"]).stdout.contains(" stopped "));
+}
+
+#[test]
+fn migrateall_is_a_background_task_with_a_status() {
+    let c = cluster("psmigall");
+    c.three_nodes();
+    storage_and_vm(&c);
+    assert_eq!(c.run("node1", &["qm", "create", "102", "--memory", "512", "--scsi0", "a_mfs:1"]).code, 0);
+    let out = c.run("node1", &["pvesh", "create", "/nodes/node1/migrateall", "--target", "node2"]);
+    assert_eq!(out.stderr, "either 'max-workers' parameter or max_workers in datacenter.cfg must be set!\n");
+    let out = c.run(
+        "node1",
+        &[
+            "pvesh",
+            "create",
+            "/nodes/node1/migrateall",
+            "--target",
+            "node2",
+            "--max-workers",
+            "2",
+            "--output-format",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let upid: String = serde_json::from_str(&out.stdout).unwrap();
+    let parsed = cias_core::proxmox::task::Upid::parse(&upid).unwrap();
+    assert_eq!((parsed.node.as_str(), parsed.kind.as_str()), ("node1", "migrateall"));
+    let start = std::time::Instant::now();
+    let status = loop {
+        let s: cias_core::proxmox::task::TaskStatus = serde_json::from_value(c.json(
+            "node1",
+            &["pvesh", "get", &format!("/nodes/node1/tasks/{upid}/status"), "--output-format", "json"],
+        ))
+        .unwrap();
+        if s.finished() {
+            break s;
+        }
+        assert!(start.elapsed().as_secs() < 20, "migrateall did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(status.succeeded(), "{status:?}");
+    assert!(c.root().join("nodes/node2/qemu-server/101.conf").exists());
+    assert!(c.root().join("nodes/node2/qemu-server/102.conf").exists());
+}
+
+#[test]
+fn pvesm_status_remove_and_nfs() {
+    let c = cluster("pssm");
+    c.three_nodes();
+    storage_and_vm(&c);
+    let status = c.run("node1", &["pvesm", "status"]).stdout;
+    let header: Vec<&str> = status.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["Name", "Type", "Status", "Total", "Used", "Available", "%"]);
+    assert!(status.lines().any(|l| l.starts_with("a_mfs") && l.contains(" active ")), "{status}");
+    let nfs = [
+        "pvesm",
+        "add",
+        "nfs",
+        "nas-master-rack-a-1-1",
+        "--server",
+        "10.253.1.1",
+        "--export",
+        "/export",
+        "--content",
+        "images,backup",
+    ];
+    assert_eq!(c.run("node1", &nfs).code, 0);
+    let storage_cfg = std::fs::read_to_string(c.root().join("storage.cfg")).unwrap();
+    assert!(storage_cfg.contains("nfs: nas-master-rack-a-1-1\n"), "{storage_cfg}");
+    assert_eq!(c.run("node1", &["pvesm", "remove", "nas-master-rack-a-1-1"]).code, 0);
+    assert_eq!(
+        c.run("node1", &["pvesm", "remove", "nas-master-rack-a-1-1"]).stderr,
+        "delete storage failed: storage 'nas-master-rack-a-1-1' does not exist\n"
+    );
+}
+
+#[test]
+fn pveversion_and_yaml_output() {
+    let c = cluster("psver");
+    c.three_nodes();
+    assert!(c.run("node1", &["pveversion"]).stdout.starts_with("pve-manager/8."));
+    let yaml = c.run("node1", &["pvesh", "get", "/cluster/status", "--output-format", "yaml"]).stdout;
+    let parsed: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(parsed[0]["name"], "DLLL-CIAS");
+    let out = c.run("node1", &["pvesh", "get", "/cluster/status", "--output-format", "xml"]);
+    assert!(out.stderr.starts_with("400 Parameter verification failed.\noutput-format: "), "{}", out.stderr);
+}
