@@ -185,45 +185,60 @@ fn a_dead_nodes_vm_is_recovered_from_shared_storage() {
     lab.power_on(node(&lab, "node3")).unwrap();
 }
 
+/// The installer bridges the NICs into vmbr0; do it by hand.
+fn bridge(lab: &LabSession, name: &str) {
+    let n = node(lab, name);
+    let ip = format!("{}/8", n.lan_ip());
+    lab.sh(n, &format!("ip link show vmbr0 >/dev/null 2>&1 || {{ ip link add vmbr0 type bridge && ip link set vmbr0 up && ip addr del {ip} dev eth0 && ip link set eth0 master vmbr0 && ip addr add {ip} dev vmbr0; }}")).unwrap();
+}
+
+/// Runs `command` on the router as `cias` with `password` (no terminal: SSH_ASKPASS), from
+/// node1, feeding `stdin`; the router's host key is pinned in node1's `/tmp/router_known_hosts`
+/// on first use and must not change afterwards.
+fn router(lab: &LabSession, password: &str, command: &str, stdin: &str) -> xtask::lab::Output {
+    let script = format!(
+        "printf '#!/bin/sh\\necho %s\\n' '{password}' > /tmp/askpass && chmod 700 /tmp/askpass && \
+         printf '{stdin}' | SSH_ASKPASS=/tmp/askpass SSH_ASKPASS_REQUIRE=force setsid ssh -o StrictHostKeyChecking=accept-new \
+         -o UserKnownHostsFile=/tmp/router_known_hosts -o PubkeyAuthentication=no -o NumberOfPasswordPrompts=1 cias@10.0.0.254 {command}"
+    );
+    run(lab, "node1", &["sh", "-c", &script])
+}
+
 #[test]
 fn the_router_vm_answers_ssh_and_records_script_calls() {
     let lab = shared_lab(TESTS);
     cluster(&lab);
-    let n2 = node(&lab, "node2");
-    // The installer bridges the NICs into vmbr0; do it by hand on node2.
-    let ip = format!("{}/8", n2.lan_ip());
-    lab.sh(n2, &format!("ip link show vmbr0 >/dev/null 2>&1 || {{ ip link add vmbr0 type bridge && ip link set vmbr0 up && ip addr del {ip} dev eth0 && ip link set eth0 master vmbr0 && ip addr add {ip} dev vmbr0; }}")).unwrap();
+    bridge(&lab, "node2");
+    bridge(&lab, "node3");
+    ok(&lab, "node1", &["rm", "-f", "/tmp/router_known_hosts"]);
     if !run(&lab, "node2", &["qm", "config", "100"]).success() {
-        ok(
-            &lab,
-            "node2",
-            &[
-                "qm",
-                "create",
-                "100",
-                "--name",
-                "cias-router",
-                "--memory",
-                "2048",
-                "--scsi0",
-                "shared_disks:4",
-                "--net0",
-                "virtio,bridge=vmbr0",
-            ],
-        );
+        let create = "qm create 100 --name cias-router --memory 2048 --scsi0 shared_disks:4 --net0 virtio,bridge=vmbr0";
+        ok(&lab, "node2", &["sh", "-c", create]);
     }
     ok(&lab, "node2", &["qm", "start", "100"]);
-    // From node1, with the factory password (no terminal: SSH_ASKPASS).
-    let login = "printf '#!/bin/sh\\necho dlll@nccu\\n' > /tmp/askpass && chmod 700 /tmp/askpass && \
-                 SSH_ASKPASS=/tmp/askpass SSH_ASKPASS_REQUIRE=force setsid ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-                 -o PubkeyAuthentication=no cias@10.0.0.254 setup_ip_vm.sh 0 192.168.56.104 </dev/null";
-    let out = lab.sh(node(&lab, "node1"), login).unwrap();
-    assert!(out.contains("OK"), "{out}");
+    let out = router(&lab, "dlll@nccu", "setup_ip_vm.sh 0 192.168.56.104", "");
+    assert!(out.success() && out.stdout.contains("OK"), "{}{}", out.stdout, out.stderr);
     let disk = ok(&lab, "node1", &["cat", "/etc/pve/.disks/images/100/vm-100-disk-0.raw"]);
     assert!(
         disk.lines()
             .any(|l| l.starts_with("CALL ") && l.ends_with(r#" setup_ip_vm.sh ["0","192.168.56.104"]"#)),
         "{disk}"
     );
+    // The factory password is replaced; the new one (sent on stdin) is the only one that works.
+    assert!(router(&lab, "dlll@nccu", "change_password.sh", "n3w-s3cret\\n").success());
+    assert!(!router(&lab, "dlll@nccu", "true", "").success(), "the factory password is gone");
+    assert!(router(&lab, "n3w-s3cret", "true", "").success());
+    let disk = ok(&lab, "node1", &["cat", "/etc/pve/.disks/images/100/vm-100-disk-0.raw"]);
+    assert!(!disk.contains("n3w-s3cret"), "only a hash is kept");
+    // The router moves to node3 with its address, password, host key and records.
     ok(&lab, "node2", &["qm", "stop", "100"]);
+    ok(&lab, "node2", &["qm", "migrate", "100", "node3"]);
+    ok(&lab, "node3", &["qm", "start", "100"]);
+    let out = router(&lab, "n3w-s3cret", "dev_clean.sh", "");
+    assert!(out.success(), "same password and pinned host key after the move: {}", out.stderr);
+    let disk = ok(&lab, "node1", &["cat", "/etc/pve/.disks/images/100/vm-100-disk-0.raw"]);
+    let calls: Vec<&str> =
+        disk.lines().filter(|l| l.starts_with("CALL ")).map(|l| l.split(' ').nth(2).unwrap()).collect();
+    assert_eq!(calls, ["setup_ip_vm.sh", "change_password.sh", "dev_clean.sh"]);
+    ok(&lab, "node3", &["qm", "stop", "100"]);
 }

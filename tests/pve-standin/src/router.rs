@@ -22,6 +22,7 @@ const LOGIN: &str = "cias";
 const FACTORY_PASSWORD: &str = "dlll@nccu";
 const NETNS: &str = "vm100";
 const TAP: &str = "tap100i0";
+const MAC: &str = "02:ca:5e:ff:01:00";
 /// Scripts that read a password on stdin (never on their command line).
 const READS_SECRET: &[&str] = &["change_password.sh", "create_user.sh"];
 
@@ -117,11 +118,14 @@ pub fn start(env: &Env, disk: &Path) -> Result<()> {
     // The VM's NIC: a veth pair, one end on vmbr0, the other in the VM's namespace.
     let _ = sh(&["ip", "netns", "del", NETNS]);
     sh(&["ip", "netns", "add", NETNS])?;
-    sh(&["ip", "link", "add", TAP, "type", "veth", "peer", "name", "eth0", "netns", NETNS])?;
+    // A fixed MAC, as a VM's NIC has, so ARP caches stay right when the VM moves.
+    sh(&["ip", "link", "add", TAP, "type", "veth", "peer", "name", "eth0", "address", MAC, "netns", NETNS])?;
     sh(&["ip", "link", "set", TAP, "master", "vmbr0", "up"])?;
     sh(&["ip", "-n", NETNS, "addr", "add", ADDRESS, "dev", "eth0"])?;
     sh(&["ip", "-n", NETNS, "link", "set", "eth0", "up"])?;
     sh(&["ip", "-n", NETNS, "link", "set", "lo", "up"])?;
+    // One frame out teaches the bridges where the VM is now (a booting VM does the same).
+    let _ = sh(&["ip", "netns", "exec", NETNS, "ping", "-b", "-c", "1", "-W", "1", "10.255.255.255"]);
     let config = dir.join("sshd_config");
     std::fs::write(
         &config,
