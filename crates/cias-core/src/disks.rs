@@ -1,0 +1,239 @@
+//! Which disks a node gives to MooseFS (SPEC section 7: formatting is the most dangerous step).
+//!
+//! A disk is formatted without asking only when it is blank: no partition table, no file
+//! system / RAID / LVM signature, nothing mounted, not read-only, not the disk Proxmox is
+//! installed on. Anything else is refused with its reason; a refused disk can be approved
+//! per device (`--wipe /dev/sdX`), except the system disk and a disk in use, which never can.
+//! The facts come from `lsblk --json` ([`lsblk_command`], [`parse_lsblk`]).
+//!
+//! Loop devices are files on some other disk, so a production node never formats one; the lab,
+//! whose data disks are loop devices, says so explicitly ([`LoopDevices::AreDisks`]).
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::host::Command;
+use crate::paths;
+
+/// `lsblk` with the columns the plan needs (read-only).
+pub fn lsblk_command() -> Command {
+    Command::query("lsblk").args([
+        "--json",
+        "--bytes",
+        "--output",
+        "NAME,PATH,TYPE,SIZE,RO,FSTYPE,PTTYPE,MOUNTPOINTS",
+    ])
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Lsblk {
+    blockdevices: Vec<Device>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Device {
+    name: String,
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+    size: u64,
+    ro: bool,
+    fstype: Option<String>,
+    pttype: Option<String>,
+    #[serde(default)]
+    mountpoints: Vec<Option<String>>,
+    #[serde(default)]
+    children: Vec<Device>,
+}
+
+impl Device {
+    /// Mount points of this device and everything on it.
+    fn all_mounts(&self) -> Vec<String> {
+        let mut mounts: Vec<String> = self.mountpoints.iter().flatten().cloned().collect();
+        for child in &self.children {
+            mounts.extend(child.all_mounts());
+        }
+        mounts
+    }
+}
+
+/// A whole disk and what the plan does with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub path: String,
+    pub name: String,
+    pub size: u64,
+    pub verdict: Verdict,
+}
+
+impl Disk {
+    /// Where the disk is mounted for MooseFS: `/data/<name>`.
+    pub fn mount_point(&self) -> String {
+        format!("{}/{}", paths::DATA_DISK_ROOT, self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Blank: formatted without asking.
+    Format,
+    /// Holds something; formatted only when the administrator names it with `--wipe`.
+    NeedsWipe(String),
+    /// Approved with `--wipe`: its content will be destroyed.
+    Wipe(String),
+    /// Never formatted.
+    Never(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PlanError {
+    #[error("cannot read the disk list - {0}")]
+    Lsblk(String),
+    #[error("--wipe {device}: {reason}")]
+    WipeRefused { device: String, reason: String },
+    #[error("--wipe {0}: no such disk (see the disk plan for the disks of this node)")]
+    UnknownDevice(String),
+}
+
+/// Whether loop devices may be data disks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopDevices {
+    /// Production: a loop device is never formatted.
+    Refused,
+    /// Test labs whose disks are loop devices on sparse files.
+    AreDisks,
+}
+
+/// Parses `lsblk --json` output into the node's disks and their verdicts.
+pub fn parse_lsblk(json: &str, loops: LoopDevices) -> Result<Vec<Disk>, PlanError> {
+    let lsblk: Lsblk = serde_json::from_str(json).map_err(|e| PlanError::Lsblk(e.to_string()))?;
+    Ok(lsblk
+        .blockdevices
+        .iter()
+        .filter(|d| d.kind == "disk" || d.kind == "loop")
+        .map(|d| {
+            let verdict = if d.kind == "loop" && loops == LoopDevices::Refused {
+                Verdict::Never("it is a loop device (a file on another disk), not a disk".into())
+            } else {
+                verdict(d)
+            };
+            Disk { path: d.path.clone(), name: d.name.clone(), size: d.size, verdict }
+        })
+        .collect())
+}
+
+fn verdict(d: &Device) -> Verdict {
+    let mounts = d.all_mounts();
+    if mounts.iter().any(|m| m == "/" || m == "/boot" || m == "/boot/efi" || m == "[SWAP]") {
+        return Verdict::Never("the system is installed on it".into());
+    }
+    if d.size == 0 {
+        return Verdict::Never("it has no media (size 0)".into());
+    }
+    if d.ro {
+        return Verdict::Never("it is read-only".into());
+    }
+    if !mounts.is_empty() {
+        return Verdict::Never(format!("it is in use (mounted at {})", mounts.join(", ")));
+    }
+    if let Some(pt) = &d.pttype {
+        return Verdict::NeedsWipe(format!("it has a {pt} partition table"));
+    }
+    match d.fstype.as_deref() {
+        Some("linux_raid_member") => Verdict::NeedsWipe("it is a RAID member".into()),
+        Some("LVM2_member") => Verdict::NeedsWipe("it is an LVM physical volume".into()),
+        Some(fs) => Verdict::NeedsWipe(format!("it holds a {fs} file system")),
+        None if !d.children.is_empty() => Verdict::NeedsWipe("it has partitions".into()),
+        None => Verdict::Format,
+    }
+}
+
+/// Applies the administrator's `--wipe` approvals: each must name a disk that needs one.
+pub fn approve(disks: &mut [Disk], wipe: &[String]) -> Result<(), PlanError> {
+    for device in wipe {
+        let disk = disks
+            .iter_mut()
+            .find(|d| &d.path == device || &d.name == device)
+            .ok_or_else(|| PlanError::UnknownDevice(device.clone()))?;
+        disk.verdict = match &disk.verdict {
+            Verdict::NeedsWipe(why) => Verdict::Wipe(why.clone()),
+            Verdict::Wipe(why) => Verdict::Wipe(why.clone()),
+            Verdict::Format => Verdict::Format,
+            Verdict::Never(why) => {
+                return Err(PlanError::WipeRefused { device: device.clone(), reason: why.clone() })
+            }
+        };
+    }
+    Ok(())
+}
+
+/// The disks that will be formatted (blank ones and approved wipes).
+pub fn to_format(disks: &[Disk]) -> impl Iterator<Item = &Disk> {
+    disks.iter().filter(|d| matches!(d.verdict, Verdict::Format | Verdict::Wipe(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> Vec<Disk> {
+        parse_lsblk(include_str!("../testdata/lsblk/proxmox-node.json"), LoopDevices::AreDisks).unwrap()
+    }
+
+    fn verdict_of<'a>(disks: &'a [Disk], name: &str) -> &'a Verdict {
+        &disks.iter().find(|d| d.name == name).unwrap().verdict
+    }
+
+    #[test]
+    fn only_blank_disks_are_formatted_without_asking() {
+        let disks = node();
+        let names: Vec<&str> = to_format(&disks).map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["sdb", "loop3"]);
+        assert_eq!(disks.iter().find(|d| d.name == "sdb").unwrap().mount_point(), "/data/sdb");
+    }
+
+    #[test]
+    fn every_refusal_says_why() {
+        let disks = node();
+        assert_eq!(verdict_of(&disks, "sda"), &Verdict::Never("the system is installed on it".into()));
+        assert_eq!(verdict_of(&disks, "sdc"), &Verdict::NeedsWipe("it holds a ext4 file system".into()));
+        assert_eq!(verdict_of(&disks, "sdd"), &Verdict::NeedsWipe("it has a gpt partition table".into()));
+        assert_eq!(verdict_of(&disks, "sde"), &Verdict::Never("it is in use (mounted at /data/sde)".into()));
+        assert_eq!(verdict_of(&disks, "sdf"), &Verdict::NeedsWipe("it is a RAID member".into()));
+        assert_eq!(verdict_of(&disks, "sdg"), &Verdict::Never("it has no media (size 0)".into()));
+        assert!(disks.iter().all(|d| d.name != "sr0"), "optical drives are not disks");
+    }
+
+    #[test]
+    fn loop_devices_are_never_formatted_on_a_production_node() {
+        let disks =
+            parse_lsblk(include_str!("../testdata/lsblk/proxmox-node.json"), LoopDevices::Refused).unwrap();
+        assert_eq!(
+            verdict_of(&disks, "loop3"),
+            &Verdict::Never("it is a loop device (a file on another disk), not a disk".into())
+        );
+        assert_eq!(to_format(&disks).map(|d| d.name.as_str()).collect::<Vec<_>>(), ["sdb"]);
+    }
+
+    #[test]
+    fn wipe_approves_only_what_may_be_wiped() {
+        let mut disks = node();
+        approve(&mut disks, &["/dev/sdc".into(), "sdd".into()]).unwrap();
+        let names: Vec<&str> = to_format(&disks).map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["sdb", "sdc", "sdd", "loop3"]);
+        let err = approve(&mut node(), &["/dev/sda".into()]).unwrap_err();
+        assert_eq!(err.to_string(), "--wipe /dev/sda: the system is installed on it");
+        let err = approve(&mut node(), &["/dev/sde".into()]).unwrap_err();
+        assert_eq!(err.to_string(), "--wipe /dev/sde: it is in use (mounted at /data/sde)");
+        let err = approve(&mut node(), &["/dev/sdz".into()]).unwrap_err();
+        assert!(err.to_string().starts_with("--wipe /dev/sdz: no such disk"));
+    }
+
+    #[test]
+    fn a_real_machine_with_the_system_on_a_whole_disk() {
+        let disks =
+            parse_lsblk(include_str!("../testdata/lsblk/ci-machine.json"), LoopDevices::Refused).unwrap();
+        assert_eq!(to_format(&disks).count(), 0, "{disks:?}");
+        assert_eq!(verdict_of(&disks, "vda"), &Verdict::Never("the system is installed on it".into()));
+    }
+}
