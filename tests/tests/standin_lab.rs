@@ -140,6 +140,14 @@ fn a_partitioned_node_loses_quorum_and_refuses_writes() {
     });
     let out = run(&lab, "node1", &["qm", "create", "301", "--memory", "512"]);
     assert_eq!(out.stderr, "cluster not ready - no quorum?\n");
+    // Like pmxcfs, /etc/pve is read-only without quorum, for any program.
+    wait_for("/etc/pve read-only on node1", Duration::from_secs(5), || {
+        !run(&lab, "node1", &["touch", "/etc/pve/nodes/node1/probe"]).success()
+    });
+    assert!(
+        run(&lab, "node2", &["touch", "/etc/pve/nodes/node2/probe"]).success(),
+        "the quorate side still writes"
+    );
     assert!(run(&lab, "node2", &["pvecm", "status"]).success());
     assert!(run(&lab, "node3", &["pvecm", "status"]).success());
     lab.heal().unwrap();
@@ -148,6 +156,9 @@ fn a_partitioned_node_loses_quorum_and_refuses_writes() {
             run(&lab, n, &["pvecm", "status"]).success()
         });
     }
+    wait_for("/etc/pve writable again on node1", Duration::from_secs(5), || {
+        run(&lab, "node1", &["touch", "/etc/pve/nodes/node1/probe"]).success()
+    });
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub fn run(env: &Env) -> Result<u8> {
     let socket = UdpSocket::bind(("0.0.0.0", HEARTBEAT_PORT))?;
     socket.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut heard: BTreeMap<String, u64> = BTreeMap::new();
+    let mut writable = None;
     loop {
         let round = Instant::now();
         let cluster = env.cluster().ok().flatten();
@@ -44,8 +45,26 @@ pub fn run(env: &Env) -> Result<u8> {
         }
         heard.insert(env.node.clone(), now_ms());
         let _ = env.save_heard(&heard);
-        let _ = publish_status(env);
+        let quorate = env.quorum().map(|q| q.quorate()).unwrap_or(false);
+        if writable != Some(quorate) && set_writable(env, quorate) {
+            writable = Some(quorate);
+        }
+        if quorate {
+            let _ = publish_status(env);
+        }
     }
+}
+
+/// Like pmxcfs, the cluster file system is read-only on a node without quorum, for every
+/// program (a plain `mv` too). Only where it is a mount of its own (the lab's shared /etc/pve).
+fn set_writable(env: &Env, writable: bool) -> bool {
+    let root = env.root.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if !mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(root.as_str())) {
+        return true;
+    }
+    let mode = if writable { "remount,bind,rw" } else { "remount,bind,ro" };
+    std::process::Command::new("mount").args(["-o", mode, &root]).status().is_ok_and(|s| s.success())
 }
 
 /// Writes `.standin/status/<node>.json`: when, and which local VMs run.
