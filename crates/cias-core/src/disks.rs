@@ -127,6 +127,9 @@ fn verdict(d: &Device) -> Verdict {
     if mounts.iter().any(|m| m == "/" || m == "/boot" || m == "/boot/efi" || m == "[SWAP]") {
         return Verdict::Never("the system is installed on it".into());
     }
+    if let Some(why) = held(d) {
+        return Verdict::Never(why);
+    }
     if d.size == 0 {
         return Verdict::Never("it has no media (size 0)".into());
     }
@@ -146,6 +149,21 @@ fn verdict(d: &Device) -> Verdict {
         None if !d.children.is_empty() => Verdict::NeedsWipe("it has partitions".into()),
         None => Verdict::Format,
     }
+}
+
+/// Why a disk is in use by something mount points do not show: a ZFS pool (Proxmox's ZFS root
+/// never appears as a mounted block device) or active LVM, RAID or encryption on it.
+fn held(d: &Device) -> Option<String> {
+    let mut members = vec![d];
+    members.extend(d.children.iter());
+    if members.iter().any(|m| m.fstype.as_deref() == Some("zfs_member")) {
+        return Some("it belongs to a ZFS pool (Proxmox may run from it); free it by hand first".into());
+    }
+    let active = members
+        .iter()
+        .flat_map(|m| m.children.iter())
+        .find(|c| c.kind == "lvm" || c.kind.starts_with("raid") || c.kind == "crypt" || c.kind == "dm");
+    active.map(|c| format!("it is in use by {} ({}); free it by hand first", c.name, c.kind))
 }
 
 /// Applies the administrator's `--wipe` approvals: each must name a disk that needs one.
@@ -213,6 +231,22 @@ mod tests {
             &Verdict::Never("it is a loop device (a file on another disk), not a disk".into())
         );
         assert_eq!(to_format(&disks).map(|d| d.name.as_str()).collect::<Vec<_>>(), ["sdb"]);
+    }
+
+    #[test]
+    fn disks_in_use_without_a_mount_are_never_formatted() {
+        let disks = node();
+        assert_eq!(
+            verdict_of(&disks, "sdh"),
+            &Verdict::Never(
+                "it belongs to a ZFS pool (Proxmox may run from it); free it by hand first".into()
+            )
+        );
+        assert_eq!(
+            verdict_of(&disks, "sdi"),
+            &Verdict::Never("it is in use by pve-data (lvm); free it by hand first".into())
+        );
+        assert!(approve(&mut node(), &["sdh".into()]).is_err());
     }
 
     #[test]

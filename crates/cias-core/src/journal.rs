@@ -45,10 +45,14 @@ impl RunLock {
             .truncate(false)
             .open(file)
             .map_err(io(file))?;
-        if handle.try_lock().is_err() {
-            let mut pid = String::new();
-            let _ = handle.read_to_string(&mut pid);
-            return Err(JournalError::Busy { file: file.to_path_buf(), pid: pid.trim().to_string() });
+        match handle.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = handle.read_to_string(&mut pid);
+                return Err(JournalError::Busy { file: file.to_path_buf(), pid: pid.trim().to_string() });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(file)(e)),
         }
         handle.set_len(0).map_err(io(file))?;
         handle.seek(SeekFrom::Start(0)).map_err(io(file))?;

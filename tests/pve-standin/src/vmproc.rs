@@ -18,7 +18,7 @@ fn pid_file(env: &Env, vmid: u32) -> PathBuf {
 pub fn running(env: &Env, vmid: u32) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(pid_file(env, vmid)).ok()?.trim().parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let expected = format!("vm-run\0{vmid}");
+    let expected = format!("vm-run\0{vmid}\0");
     String::from_utf8_lossy(&cmdline).contains(&expected).then_some(pid)
 }
 

@@ -121,8 +121,8 @@ impl Host for SshHost {
         // `timeout` ends the remote command itself (closing the channel would not).
         let limit = cmd.timeout_value();
         let line = format!(
-            "env -u IFS -u ENV -u BASH_ENV -u CDPATH PATH={SAFE_PATH} LC_ALL=C timeout --kill-after=5 {}s {}",
-            limit.as_secs().max(1),
+            "env -u IFS -u ENV -u BASH_ENV -u CDPATH PATH={SAFE_PATH} LC_ALL=C timeout --kill-after=5 {:.3}s {}",
+            limit.as_secs_f64().max(0.001),
             quote::join(cmd.argv())
         );
         let started = Instant::now();
@@ -173,8 +173,8 @@ impl Host for SshHost {
             Some(_) => None,
             None => Some(channel.exit_status().map_err(|e| fail(e.to_string()))?),
         };
-        // 124 is `timeout`'s answer when the limit struck.
-        if code == Some(124) && started.elapsed() >= limit {
+        // 124 is `timeout`'s answer when the limit struck; after --kill-after it dies of KILL.
+        if matches!(code, Some(124) | None) && started.elapsed() >= limit {
             return Err(timed_out());
         }
         Ok(Output {

@@ -131,6 +131,9 @@ fn internal_service_addresses_must_stay_out_of_the_plan_ranges() {
 fn the_exports_network_must_reach_the_nodes() {
     let err = error(&edited("exports_network: 10.254.0.0/16", "exports_network: 10.1.0.0/16"));
     assert!(err.contains(":24: moosefs.exports_network: 10.1.0.0/16 must contain the master VIP"), "{err}");
+    // Racks 2..5 must be able to mount too.
+    let err = error(&edited("exports_network: 10.254.0.0/16", "exports_network: 10.254.0.0/23"));
+    assert!(err.contains("moosefs.exports_network: 10.254.0.0/23 must contain"), "{err}");
 }
 
 #[test]

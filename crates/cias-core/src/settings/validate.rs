@@ -124,7 +124,10 @@ pub(super) fn problems(s: &ClusterSettings) -> Vec<Problem> {
             "moosefs.exports_network",
             format!("{exports} must lie inside the internal network {INTERNAL_NETWORK}"),
         );
-    } else if !exports.contains(&s.internal.master_vip) || !exports.contains(&Ipv4Addr::new(10, 254, 1, 1)) {
+    } else if ![s.internal.master_vip, Ipv4Addr::new(10, 254, 0, 1), Ipv4Addr::new(10, 254, 5, 254)]
+        .iter()
+        .all(|ip| exports.contains(ip))
+    {
         report("moosefs.exports_network", format!("{exports} must contain the master VIP and the node addresses 10.254.R.N (e.g. 10.254.0.0/16)"));
     }
     if s.moosefs.reconnection_delay_secs == 0 {
