@@ -35,11 +35,7 @@ fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
 fn cluster(lab: &LabSession) {
     if run(lab, "node1", &["test", "-f", "/etc/pve/corosync.conf"]).success() {
         // Created by an earlier test; nodes that were powered off need a moment to be heard.
-        for n in ["node1", "node2", "node3"] {
-            wait_for(&format!("{n} quorate"), Duration::from_secs(20), || {
-                run(lab, n, &["pvecm", "status"]).success()
-            });
-        }
+        wait_members(lab, 3, Duration::from_secs(20));
         return;
     }
     ok(lab, "node1", &["pvecm", "create", "DLLL-CIAS"]);
@@ -53,10 +49,7 @@ fn cluster(lab: &LabSession) {
         let out = run(lab, joiner, &["sh", "-c", &script]);
         let expected = format!("successfully added node '{joiner}' to cluster.");
         assert!(out.stdout.contains(&expected), "{joiner}: {}{}", out.stdout, out.stderr);
-        wait_for(&format!("node1 quorate with {count} members"), Duration::from_secs(15), || {
-            let out = run(lab, "node1", &["pvecm", "status"]);
-            out.success() && out.stdout.contains(&format!("Nodes:            {count}\n"))
-        });
+        wait_members(lab, count, Duration::from_secs(15));
     }
     // A directory on the shared cluster file system stands in for MooseFS here.
     if !ok(lab, "node1", &["pvesm", "status"]).contains("shared_disks") {
@@ -77,6 +70,17 @@ fn cluster(lab: &LabSession) {
                 "1",
             ],
         );
+    }
+}
+
+/// Waits until each of the first `count` nodes is quorate and sees `count` members: heartbeats
+/// reach each node at its own pace, so node1's view alone says nothing about node2's.
+fn wait_members(lab: &LabSession, count: usize, limit: Duration) {
+    for member in ["node1", "node2", "node3"].into_iter().take(count) {
+        wait_for(&format!("{member} quorate with {count} members"), limit, || {
+            let out = run(lab, member, &["pvecm", "status"]);
+            out.success() && out.stdout.contains(&format!("Nodes:            {count}\n"))
+        });
     }
 }
 
