@@ -8,6 +8,16 @@ use anyhow::{bail, Context, Result};
 use cias_core::host::SshTarget;
 use tempfile::TempDir;
 
+/// What a test needs of sshd beyond the defaults (key login for root, one ed25519 host key).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Also serve an ECDSA host key (`host_key_ecdsa`), listed before the ed25519 one.
+    pub ecdsa_host_key: bool,
+    /// Let root log in with a password. The tests only ever try wrong ones: no account's
+    /// password is set or changed.
+    pub password_login: bool,
+}
+
 /// An sshd child process; killed when dropped.
 #[derive(Debug)]
 pub struct Sshd {
@@ -19,7 +29,20 @@ pub struct Sshd {
 impl Sshd {
     /// Starts sshd on a free loopback port, accepting root with a fresh ed25519 client key.
     pub fn start() -> Result<Self> {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("cias-sshd-").tempdir()?;
+        // sshd takes the first value it reads for a keyword: these come before the defaults.
+        let mut extra = String::new();
+        if options.ecdsa_host_key {
+            keygen_typed(&dir.path().join("host_key_ecdsa"), "ecdsa")?;
+            extra += &format!("HostKey {}/host_key_ecdsa\n", dir.path().display());
+        }
+        if options.password_login {
+            extra += "PermitRootLogin yes\nPasswordAuthentication yes\n";
+        }
         keygen(&dir.path().join("host_key"))?;
         keygen(&dir.path().join("client_key"))?;
         std::fs::copy(dir.path().join("client_key.pub"), dir.path().join("authorized_keys"))?;
@@ -30,7 +53,7 @@ impl Sshd {
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+                "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  UsePAM no\nStrictModes no\nPidFile {d}/sshd.pid\nUseDNS no\n",
                 d = dir.path().display()
@@ -75,6 +98,11 @@ impl Sshd {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
+    /// `ssh-keygen -lf` of the server's ed25519 host key: its `SHA256:...` fingerprint.
+    pub fn fingerprint(&self) -> Result<String> {
+        fingerprint_of(&self.dir.path().join("host_key.pub"))
+    }
+
     /// A known_hosts file pinning this server's real host key.
     pub fn pinned_known_hosts(&self) -> Result<PathBuf> {
         let key = std::fs::read_to_string(self.dir.path().join("host_key.pub"))?;
@@ -108,7 +136,12 @@ impl Drop for Sshd {
 
 /// Generates an ed25519 key pair at `path` and `path.pub`.
 pub fn keygen(path: &Path) -> Result<()> {
-    duct::cmd!("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cias-test", "-f", path)
+    keygen_typed(path, "ed25519")
+}
+
+/// Generates a key pair of type `kind` (`ed25519`, `ecdsa`, `rsa`) at `path` and `path.pub`.
+pub fn keygen_typed(path: &Path, kind: &str) -> Result<()> {
+    duct::cmd!("ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "cias-test", "-f", path)
         .stdout_null()
         .run()
         .with_context(|| format!("ssh-keygen {}", path.display()))?;
@@ -124,4 +157,10 @@ fn which_sshd() -> Result<&'static str> {
 
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The `SHA256:...` fingerprint `ssh-keygen -lf` prints for a public key file.
+pub fn fingerprint_of(public_key: &Path) -> Result<String> {
+    let out = duct::cmd!("ssh-keygen", "-l", "-E", "sha256", "-f", public_key).read()?;
+    out.split_whitespace().nth(1).map(str::to_string).with_context(|| format!("ssh-keygen -lf said {out:?}"))
 }

@@ -1,8 +1,14 @@
-//! `SshHost` against a real sshd on loopback: key auth, host-key pinning, stdin secrets.
+//! `SshHost` against a real sshd on loopback: key auth, host-key pinning, first contact
+//! (scanning and fingerprints), the password path, stdin secrets.
+//!
+//! A successful password login cannot be tested here without giving a real account a password;
+//! the installer's lab tests do it (lab nodes allow root password login).
 
-use cias_core::host::{Command, Host, HostError, SshHost};
+use std::time::Duration;
+
+use cias_core::host::{scan_host_key, Command, Host, HostError, HostKeyPolicy, SshAuth, SshHost};
 use cias_core::settings::Secret;
-use cias_tests::sshd::{keygen, Sshd};
+use cias_tests::sshd::{fingerprint_of, keygen, Options, Sshd};
 
 fn server() -> Sshd {
     Sshd::start().expect("sshd starts")
@@ -110,7 +116,7 @@ fn a_key_the_server_does_not_accept_is_an_auth_error() {
     let stranger = sshd.dir().join("stranger_key");
     keygen(&stranger).unwrap();
     let mut target = sshd.target(sshd.pinned_known_hosts().unwrap());
-    target.key = stranger;
+    target.auth = SshAuth::Key(stranger);
     let err = SshHost::connect(target).unwrap_err();
     assert!(err.to_string().starts_with("cannot log in to sshtest as root with key "), "{err}");
 }
@@ -122,4 +128,120 @@ fn nothing_listening_is_a_connect_error() {
     target.port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let err = SshHost::connect(target).unwrap_err();
     assert!(err.to_string().starts_with("cannot connect to sshtest - 127.0.0.1:"), "{err}");
+}
+
+fn scan(sshd: &Sshd) -> cias_core::host::ScannedKey {
+    scan_host_key("127.0.0.1", sshd.port(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()))
+}
+
+#[test]
+fn a_scanned_fingerprint_is_what_ssh_keygen_prints() {
+    let sshd = server();
+    let key = scan(&sshd);
+    assert_eq!(key.fingerprint(), sshd.fingerprint().unwrap());
+    assert_eq!(key.key_type(), "ssh-ed25519");
+}
+
+/// The key administrators read with `ssh-keygen -lf` and the lab pins, whatever libssh2's own
+/// preference.
+#[test]
+fn ed25519_is_the_key_shown_when_the_server_also_has_ecdsa() {
+    let sshd = Sshd::start_with(Options { ecdsa_host_key: true, ..Options::default() }).unwrap();
+    assert_eq!(scan(&sshd).fingerprint(), sshd.fingerprint().unwrap());
+    connect(&sshd);
+}
+
+#[test]
+fn the_expected_fingerprint_lets_the_login_through() {
+    let sshd = server();
+    let mut target = sshd.target(sshd.dir().join("known_hosts.unused"));
+    target.host_key = HostKeyPolicy::ExpectFingerprint(sshd.fingerprint().unwrap());
+    let host = SshHost::connect(target).unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    assert_eq!(host.run(&Command::new("id").arg("-u")).unwrap().stdout, "0\n");
+}
+
+#[test]
+fn another_fingerprint_is_refused_naming_both() {
+    let sshd = server();
+    let other = sshd.dir().join("impostor_key");
+    keygen(&other).unwrap();
+    let expected = fingerprint_of(&other.with_extension("pub")).unwrap();
+    let mut target = sshd.target(sshd.dir().join("known_hosts.unused"));
+    target.host_key = HostKeyPolicy::ExpectFingerprint(expected.clone());
+    let err = SshHost::connect(target).unwrap_err();
+    assert!(matches!(err, HostError::Connect { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot connect to sshtest - its ssh-ed25519 host key at 127.0.0.1 is {}, but the expected fingerprint \
+             is {expected}; refusing to log in. Check that this is the right node (on it: ssh-keygen -lf \
+             /etc/ssh/ssh_host_ed25519_key.pub)",
+            sshd.fingerprint().unwrap()
+        )
+    );
+}
+
+#[test]
+fn a_scanned_line_pins_the_host() {
+    let sshd = server();
+    let key = scan(&sshd);
+    let written = sshd.dir().join("known_hosts.written");
+    std::fs::write(&written, format!("{}\n", key.known_hosts_line(&["sshtest", "127.0.0.1"]))).unwrap();
+    connect_pinned(&sshd, written);
+    // The same through append_to, into a file that already pins another host.
+    let appended = sshd.dir().join("known_hosts.appended");
+    std::fs::write(
+        &appended,
+        "other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH\n",
+    )
+    .unwrap();
+    key.append_to(&appended, &["127.0.0.1"]).unwrap();
+    connect_pinned(&sshd, appended);
+}
+
+fn connect_pinned(sshd: &Sshd, known_hosts: std::path::PathBuf) {
+    let host = SshHost::connect(sshd.target(known_hosts)).unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    assert_eq!(host.run(&Command::new("true")).unwrap().code, Some(0));
+}
+
+#[test]
+fn scanning_nothing_is_a_connect_error_naming_the_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let err = scan_host_key("127.0.0.1", port, Duration::from_secs(5)).unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!("cannot connect to 127.0.0.1 - 127.0.0.1:{port} - ")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_server_without_password_login_says_so() {
+    let sshd = server();
+    let mut target = sshd.target(sshd.pinned_known_hosts().unwrap());
+    target.auth = SshAuth::Password(Secret::new("not-the-password"));
+    let err = SshHost::connect(target).unwrap_err();
+    assert!(matches!(err, HostError::Auth { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with(
+            "cannot log in to sshtest as root with a password - the server does not offer password login (it offers: publickey)"
+        ),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("not-the-password"));
+}
+
+#[test]
+fn a_wrong_password_is_an_auth_error_that_does_not_show_it() {
+    let sshd = Sshd::start_with(Options { password_login: true, ..Options::default() }).unwrap();
+    let mut target = sshd.target(sshd.pinned_known_hosts().unwrap());
+    // Wrong whatever root's password is: sshd refuses it (or root has none it accepts).
+    target.auth = SshAuth::Password(Secret::new("cias-test-wrong-\u{1F511}-password"));
+    let shown = format!("{target:?}");
+    assert!(!shown.contains("cias-test-wrong"), "{shown}");
+    let err = SshHost::connect(target).unwrap_err();
+    assert!(matches!(err, HostError::Auth { .. }), "{err}");
+    assert!(err.to_string().starts_with("cannot log in to sshtest as root with a password - "), "{err}");
+    assert!(err.to_string().ends_with("; check the password"), "{err}");
+    assert!(!err.to_string().contains("cias-test-wrong"), "{err}");
 }

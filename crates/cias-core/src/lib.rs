@@ -9,6 +9,7 @@
 //! - [`templates`]: keepalived, MooseFS and cron files rendered from `templates/`.
 //! - [`vrrp`]: the installer priority and how it becomes keepalived's.
 //! - [`proxmox`]: argv builders and pure parsers for pvecm, pvesh, qm and task output.
+//! - [`notify`]: mail to the administrator.
 //! - [`paths`]: where things live on a node.
 //!
 //! This crate never prints and never exits: it returns typed errors and lets the binaries
@@ -18,6 +19,7 @@ pub mod disks;
 pub mod host;
 pub mod journal;
 pub mod netplan;
+pub mod notify;
 pub mod paths;
 pub mod proxmox;
 pub mod settings;

@@ -1,0 +1,153 @@
+//! Mail to the administrator (install reports, takeover timelines) through the SMTP server of
+//! the cluster settings, often a local relay on port 25.
+//!
+//! Encryption follows what the server can do and what is at stake:
+//! - port 465: TLS from the first byte (SMTPS), certificate verified;
+//! - with a login: STARTTLS required and the certificate verified, so the password never
+//!   travels in clear or to a server that is not the one named;
+//! - without a login: STARTTLS when the server offers it, plain otherwise. The certificate is
+//!   not verified here: local relays commonly present a self-signed one (Debian's Postfix
+//!   offers STARTTLS with its snakeoil certificate), the report holds no secret, and an
+//!   attacker on the path could strip STARTTLS anyway.
+
+use std::fmt;
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{Message, SmtpTransport, Transport};
+use thiserror::Error;
+
+use crate::settings::{ClusterSettings, Secret, Smtp};
+
+/// Limit for connecting and for each SMTP command: a report must never hang a scenario.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a mail was not sent. Every variant says which setting or server to look at.
+#[derive(Debug, Error)]
+pub enum NotifyError {
+    #[error("{field}: '{address}' is not a valid mail address - {reason}")]
+    Address { field: &'static str, address: String, reason: String },
+    #[error(
+        "smtp.username is '{user}' but the secrets file has no smtp_password; add it or remove the username"
+    )]
+    NoPassword { user: String },
+    #[error("cannot send mail to {to} through {server} - {reason}")]
+    Send { server: String, to: String, reason: String },
+}
+
+/// Sends plain-text mail from the configured sender to one recipient.
+pub struct Mailer {
+    transport: SmtpTransport,
+    server: String,
+    from: Mailbox,
+    to: Mailbox,
+}
+
+impl fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Mailer({} -> {} via {})", self.from, self.to, self.server)
+    }
+}
+
+impl Mailer {
+    /// Mail to the administrator (`admin_email`) through `smtp`; `password` is the secrets
+    /// file's `smtp_password`, needed when `smtp.username` is set.
+    pub fn from_settings(settings: &ClusterSettings, password: Option<&Secret>) -> Result<Self, NotifyError> {
+        Self::new(&settings.smtp, password, &settings.admin_email)
+    }
+
+    /// Mail to `to` through `smtp`; `password` is used only with `smtp.username`.
+    pub fn new(smtp: &Smtp, password: Option<&Secret>, to: &str) -> Result<Self, NotifyError> {
+        let server = format!("{}:{}", smtp.host, smtp.port);
+        let tls_err = |e: lettre::transport::smtp::Error| NotifyError::Send {
+            server: server.clone(),
+            to: to.to_string(),
+            reason: format!("cannot set up TLS - {e}"),
+        };
+        let verified = || TlsParameters::new(smtp.host.clone()).map_err(tls_err);
+        let mut builder = SmtpTransport::builder_dangerous(&smtp.host).port(smtp.port).timeout(Some(TIMEOUT));
+        if let Some(user) = &smtp.username {
+            let password = password.ok_or_else(|| NotifyError::NoPassword { user: user.clone() })?;
+            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_string()));
+        }
+        let tls = if smtp.port == 465 {
+            Tls::Wrapper(verified()?)
+        } else if smtp.username.is_some() {
+            Tls::Required(verified()?)
+        } else {
+            let unverified = TlsParameters::builder(smtp.host.clone())
+                .dangerous_accept_invalid_certs(true)
+                .dangerous_accept_invalid_hostnames(true)
+                .build()
+                .map_err(tls_err)?;
+            Tls::Opportunistic(unverified)
+        };
+        Ok(Self {
+            transport: builder.tls(tls).build(),
+            server,
+            from: mailbox("smtp.from", &smtp.from)?,
+            to: mailbox("admin_email", to)?,
+        })
+    }
+
+    /// Sends one plain-text (UTF-8) message.
+    pub fn send(&self, subject: &str, body: &str) -> Result<(), NotifyError> {
+        let fail = |reason: String| NotifyError::Send {
+            server: self.server.clone(),
+            to: self.to.to_string(),
+            reason,
+        };
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(self.to.clone())
+            .subject(subject)
+            // Without it, readers take the body for US-ASCII and garble any other letter.
+            .header(ContentType::TEXT_PLAIN)
+            .body(body.to_string())
+            .map_err(|e| fail(e.to_string()))?;
+        self.transport.send(&message).map_err(|e| fail(e.to_string()))?;
+        Ok(())
+    }
+}
+
+fn mailbox(field: &'static str, address: &str) -> Result<Mailbox, NotifyError> {
+    address.parse().map_err(|e: lettre::address::AddressError| NotifyError::Address {
+        field,
+        address: address.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_login_without_its_password_is_refused_before_any_connection() {
+        let smtp = Smtp { username: Some("reports".into()), ..Smtp::default() };
+        let err = Mailer::new(&smtp, None, "admin@example.com").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "smtp.username is 'reports' but the secrets file has no smtp_password; add it or remove the username"
+        );
+    }
+
+    #[test]
+    fn a_bad_address_names_its_setting() {
+        let err = Mailer::new(&Smtp::default(), None, "admin").unwrap_err();
+        assert!(err.to_string().starts_with("admin_email: 'admin' is not a valid mail address - "), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_no_password() {
+        let smtp = Smtp { username: Some("reports".into()), ..Smtp::default() };
+        let mailer = Mailer::new(&smtp, Some(&Secret::new("hunter2")), "admin@example.com").unwrap();
+        assert_eq!(
+            format!("{mailer:?}"),
+            "Mailer(dlll-cias@localhost -> admin@example.com via localhost:25)"
+        );
+    }
+}
