@@ -5,6 +5,7 @@
 //! in ARCHITECTURE.md is about the shipped crates).
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod demo;
 pub mod lab;
 pub mod prereqs;
 pub mod testrun;

@@ -20,6 +20,13 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// The main job on the lab: a fresh 3-node lab, node1 installs the cluster with
+    /// dlll_cias-setup, the other nodes extend it; prints where to look.
+    Demo {
+        /// Number of lab nodes (the first installs, the others extend).
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+    },
     /// The multi-node test lab: `cargo xtask lab up`, `status`, `power-off node1`, `down`, ...
     Lab(xtask::lab::cli::LabArgs),
 }
@@ -37,6 +44,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.task {
         Task::Test { cargo_args } => test(&cargo_args).map(|()| ExitCode::SUCCESS),
+        Task::Demo { nodes } => xtask::demo::run(nodes).map(|()| ExitCode::SUCCESS),
         Task::Lab(args) => xtask::lab::cli::run(args),
     }
 }

@@ -11,6 +11,7 @@
 mod args;
 mod cluster;
 mod heartbeat;
+mod ifreload;
 mod output;
 mod pvecm;
 mod pvesh;
@@ -77,6 +78,8 @@ fn main() -> ExitCode {
         "vm-run" => vmproc::run(&env, rest),
         "task-done" => task::done(&env, rest),
         "router-call" => router::call(&env, rest),
+        "ifreload" => ifreload::main(rest),
+        "make-router-archive" => storage::make_router_archive(rest),
         other => Err(Failure::with_code(format!("pve-standin: unknown tool '{other}'"), 2)),
     };
     match result {

@@ -264,6 +264,25 @@ fn tempdir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// `pve-standin make-router-archive PATH`: the router VM as its vendor delivers it - a vzdump
+/// archive of VM 100 with an empty disk (so it boots with its factory password).
+pub fn make_router_archive(raw: &[String]) -> Result<u8> {
+    let target = raw.first().ok_or_else(|| Failure::die("usage: make-router-archive PATH"))?;
+    let staging = tempdir()?;
+    std::fs::write(
+        staging.join("qemu-server.conf"),
+        "boot: order=scsi0\ncores: 2\nmemory: 2048\nname: cias-router\n\
+         net0: virtio=02:CA:5E:FF:01:00,bridge=vmbr0\nonboot: 1\nscsi0: local:100/vm-100-disk-0.raw,size=4G\n",
+    )?;
+    std::fs::write(staging.join("disk-0.raw"), "")?;
+    let status = Command::new("tar").args(["-C", &staging.to_string_lossy(), "-cf", target, "."]).status()?;
+    let _ = std::fs::remove_dir_all(&staging);
+    if !status.success() {
+        return Err(Failure::die(format!("cannot write {target}")));
+    }
+    Ok(0)
+}
+
 /// `qmrestore ARCHIVE VMID [--storage S] [--force 1] [--unique 1]`.
 pub fn qmrestore(env: &Env, raw: &[String]) -> Result<u8> {
     let args = Args::parse(raw)?;

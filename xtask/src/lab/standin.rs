@@ -8,7 +8,11 @@ use super::{ExtraFile, Lab};
 use anyhow::{Context, Result};
 
 /// The Proxmox tools the stand-in answers as.
-pub const TOOLS: &[&str] = &["pvecm", "pvesh", "qm", "qmrestore", "vzdump", "pvesm", "pveversion"];
+pub const TOOLS: &[&str] =
+    &["pvecm", "pvesh", "qm", "qmrestore", "vzdump", "pvesm", "pveversion", "ifreload"];
+/// root's password on every node: Proxmox's installer sets one and lets root log in with it
+/// over SSH, which is how a new node first reaches the master.
+pub const ROOT_PASSWORD: &str = "labpassword";
 /// The router VM's scripts (run over SSH as `cias` while the router runs on the node).
 pub const ROUTER_SCRIPTS: &[&str] = &[
     "create_user.sh",
@@ -70,7 +74,14 @@ pub const HEARTBEAT_UNIT: &str = "pve-standin-heartbeat.service";
 /// `.wants` directory is not enough: systemd wants a symlink there).
 pub fn enable(lab: &Lab) -> Result<()> {
     for &node in lab.nodes() {
-        lab.sh(node, &format!("systemctl enable --now {HEARTBEAT_UNIT}"))?;
+        lab.sh(
+            node,
+            &format!(
+                "systemctl enable --now {HEARTBEAT_UNIT} && echo 'root:{ROOT_PASSWORD}' | chpasswd && \
+                 printf 'PermitRootLogin yes\\nPasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/00-proxmox.conf && \
+                 systemctl reload ssh"
+            ),
+        )?;
     }
     Ok(())
 }

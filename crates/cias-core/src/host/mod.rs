@@ -19,7 +19,7 @@ use thiserror::Error;
 
 pub use dry_run::DryRunHost;
 pub use local::LocalHost;
-pub use ssh::{SshHost, SshTarget};
+pub use ssh::{scan_host_key, HostKeyPolicy, ScannedKey, SshAuth, SshHost, SshTarget};
 
 use crate::settings::Secret;
 
@@ -28,13 +28,21 @@ pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 /// Default limit for one command; long jobs (restores, formats) set their own.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// A command to run: program, arguments, optional secret stdin, timeout.
+/// A command to run: program, arguments, optional stdin, timeout.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Command {
     argv: Vec<String>,
-    stdin: Option<Secret>,
+    stdin: Option<Stdin>,
     timeout: Duration,
     changes_state: bool,
+}
+
+/// What a command reads: a secret (never shown) or plain data such as a file's new content
+/// (shown by a dry run, so the administrator sees exactly what would be written).
+#[derive(Clone, PartialEq, Eq)]
+enum Stdin {
+    Secret(Secret),
+    Data(String),
 }
 
 impl Command {
@@ -64,8 +72,28 @@ impl Command {
 
     /// Feeds `secret` (and a newline) to the command's stdin; it never appears in argv or logs.
     pub fn stdin_secret(mut self, secret: &Secret) -> Self {
-        self.stdin = Some(secret.clone());
+        self.stdin = Some(Stdin::Secret(secret.clone()));
         self
+    }
+
+    /// Feeds `data` as it is to the command's stdin (not for secrets: a dry run prints it).
+    pub fn stdin_data(mut self, data: impl Into<String>) -> Self {
+        self.stdin = Some(Stdin::Data(data.into()));
+        self
+    }
+
+    /// A command that writes `text` to `path` with `mode` (e.g. `"0644"`), creating parent
+    /// directories: files on a node are written through a [`Host`] like everything else.
+    pub fn write_file(path: &str, text: impl Into<String>, mode: &str) -> Self {
+        Self::new("install").args(["-D", "-m", mode, "/dev/stdin", path]).stdin_data(text)
+    }
+
+    /// The plain data this command reads on stdin (`None` for no stdin or a secret).
+    pub fn data(&self) -> Option<&str> {
+        match &self.stdin {
+            Some(Stdin::Data(d)) => Some(d),
+            _ => None,
+        }
     }
 
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -82,7 +110,11 @@ impl Command {
     }
 
     fn stdin_bytes(&self) -> Option<Vec<u8>> {
-        self.stdin.as_ref().map(|s| format!("{}\n", s.expose()).into_bytes())
+        match &self.stdin {
+            Some(Stdin::Secret(s)) => Some(format!("{}\n", s.expose()).into_bytes()),
+            Some(Stdin::Data(d)) => Some(d.clone().into_bytes()),
+            None => None,
+        }
     }
 
     fn timeout_value(&self) -> Duration {
@@ -94,8 +126,10 @@ impl Command {
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&quote::join(&self.argv))?;
-        if self.stdin.is_some() {
-            f.write_str(" <<< (secret on stdin)")?;
+        match &self.stdin {
+            Some(Stdin::Secret(_)) => f.write_str(" <<< (secret on stdin)")?,
+            Some(Stdin::Data(d)) => write!(f, " <<< ({} bytes on stdin)", d.len())?,
+            None => {}
         }
         Ok(())
     }
@@ -165,7 +199,7 @@ pub enum HostError {
     HostKeyUnknown { host: String, known_hosts: String },
     #[error("host key of {host} does not match the one pinned in {known_hosts}; refusing to connect (the node was reinstalled, or someone is impersonating it)")]
     HostKeyChanged { host: String, known_hosts: String },
-    #[error("cannot log in to {host} as {user} with key {key} - {reason}")]
+    #[error("cannot log in to {host} as {user} with {key} - {reason}")]
     Auth { host: String, user: String, key: String, reason: String },
     #[error("`{command}` on {host}: ssh session failed - {reason}")]
     Session { host: String, command: String, reason: String },

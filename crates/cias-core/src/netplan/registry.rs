@@ -24,6 +24,10 @@ pub struct RegistryEntry {
     /// Set when the node left the cluster; the entry stays so nothing is reused.
     #[serde(default)]
     pub removed: bool,
+    /// The Proxmox node name (the host name up to its first dot), which Proxmox cannot take
+    /// twice either: recorded by the installer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
 }
 
 impl Registry {
@@ -62,8 +66,40 @@ impl Registry {
             hostname: name,
             ip: hostname.ip(),
             removed: false,
+            node_name: None,
         });
         Ok(())
+    }
+
+    /// The entry of the node whose Proxmox node name is `name` (removed ones included).
+    pub fn by_node_name(&self, name: &str) -> Option<&RegistryEntry> {
+        self.entries.iter().find(|e| e.node_name.as_deref() == Some(name))
+    }
+
+    /// The node called `name` in Proxmox: its existing entry when it has one (a re-run), else a
+    /// new address and hostname. A name a removed node had is refused, as Proxmox would.
+    pub fn claim_for_node(
+        &mut self,
+        name: &str,
+        kind: NodeKind,
+        rack: &str,
+        slot: &str,
+        domain: &str,
+    ) -> Result<RegistryEntry, PlanError> {
+        if let Some(entry) = self.by_node_name(name) {
+            if entry.removed {
+                return Err(PlanError::AlreadyUsed {
+                    what: "node name",
+                    value: name.to_string(),
+                    owner: format!("{} (removed from the cluster)", entry.hostname),
+                });
+            }
+            return Ok(entry.clone());
+        }
+        self.allocate(kind, rack, slot, domain)?;
+        let entry = self.entries.last_mut().expect("just allocated");
+        entry.node_name = Some(name.to_string());
+        Ok(entry.clone())
     }
 
     /// Marks a node as gone (by hostname or address); its address stays taken.
@@ -122,6 +158,19 @@ mod tests {
         let mut other_rack = first.clone();
         other_rack.rack = "other".into();
         assert!(reg.record(&other_rack).is_err(), "same address, other name");
+    }
+
+    #[test]
+    fn a_node_claims_its_entry_once_and_a_removed_name_is_refused() {
+        let mut reg = Registry::default();
+        let first = reg.claim_for_node("node1", NodeKind::Pve, "r", "a", "example.com").unwrap();
+        let again = reg.claim_for_node("node1", NodeKind::Pve, "r", "a", "example.com").unwrap();
+        assert_eq!((first.ip, again.ip), (Ipv4Addr::new(10, 254, 0, 1), Ipv4Addr::new(10, 254, 0, 1)));
+        let second = reg.claim_for_node("node2", NodeKind::Pve, "r", "a", "example.com").unwrap();
+        assert_eq!(second.ip, Ipv4Addr::new(10, 254, 1, 1));
+        reg.retire(&second.hostname).unwrap();
+        let err = reg.claim_for_node("node2", NodeKind::Pve, "r", "a", "example.com").unwrap_err();
+        assert!(err.to_string().contains("node name 'node2'"), "{err}");
     }
 
     #[test]

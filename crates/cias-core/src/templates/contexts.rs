@@ -123,6 +123,33 @@ impl CronContext {
     }
 }
 
+/// `/etc/network/interfaces`: the NICs bridged into `vmbr0` (bonded first when there are
+/// several), the node's address, and extra interfaces brought up unaddressed (e.g. a WAN NIC
+/// carrying only the external VIP).
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkContext {
+    pub nics: Vec<String>,
+    pub bond: bool,
+    /// e.g. `10.254.0.1/8`
+    pub address: String,
+    pub gateway: String,
+    pub extra_manual: Vec<String>,
+}
+
+impl NetworkContext {
+    pub fn new(settings: &ClusterSettings, nics: &[String], ip: std::net::Ipv4Addr) -> Self {
+        let wan = &settings.interfaces.wan;
+        let extra_manual = if wan != "vmbr0" && !nics.contains(wan) { vec![wan.clone()] } else { vec![] };
+        Self {
+            nics: nics.to_vec(),
+            bond: nics.len() > 1,
+            address: format!("{ip}/8"),
+            gateway: settings.internal.router_ip.to_string(),
+            extra_manual,
+        }
+    }
+}
+
 /// A rendered file: where it goes on the node and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedFile {

@@ -23,6 +23,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("moosefs/mfshdd.cfg.j2", include_str!("../../../../templates/moosefs/mfshdd.cfg.j2")),
     ("moosefs/mfsmount.cfg.j2", include_str!("../../../../templates/moosefs/mfsmount.cfg.j2")),
     ("cron/dlll-cias.cron.j2", include_str!("../../../../templates/cron/dlll-cias.cron.j2")),
+    ("network/interfaces.j2", include_str!("../../../../templates/network/interfaces.j2")),
 ];
 
 #[derive(Debug, Error)]

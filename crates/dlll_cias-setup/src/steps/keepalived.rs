@@ -1,0 +1,47 @@
+//! keepalived: the normal configuration (BACKUP, nopreempt, this node's priority, both VIPs,
+//! `notify_master` running the takeover) and the manual-switch one kept for
+//! `dlll_cias-switch-to-master`; both also kept in this node's management directory.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use cias_core::paths::BIN_DIR;
+use cias_core::templates::contexts::{KeepalivedContext, KeepalivedMode};
+use cias_core::vrrp::Priority;
+
+use crate::ctx::Ctx;
+use crate::node::{node_dir, Role};
+
+const CONFIG: &str = "/etc/keepalived/keepalived.conf";
+
+pub fn install(ctx: &mut Ctx) -> Result<()> {
+    // keepalived runs the hook the moment this node wins: it must be there.
+    let hook = format!("{BIN_DIR}/dlll_cias-switch-to-master");
+    if !ctx.test(&["test", "-x", &hook])? {
+        bail!("{hook} is missing: install all dlll_cias-* binaries into {BIN_DIR} before running setup");
+    }
+    let priority = Priority::new(ctx.node.priority)?;
+    let dir = node_dir(&ctx.node.name).display().to_string();
+    let normal = KeepalivedContext::new(&ctx.settings, &ctx.node.name, priority, KeepalivedMode::Normal)?;
+    let normal = ctx.templates.render("keepalived/keepalived.conf.j2", &normal)?;
+    ctx.write(&format!("{dir}/keepalived.conf"), &normal, "0644")?;
+    if priority.can_be_master() {
+        let switch =
+            KeepalivedContext::new(&ctx.settings, &ctx.node.name, priority, KeepalivedMode::ManualSwitch)?;
+        let switch = ctx.templates.render("keepalived/keepalived.conf.j2", &switch)?;
+        ctx.write(&format!("{dir}/keepalived-switch.conf"), &switch, "0644")?;
+    }
+    ctx.write(CONFIG, &normal, "0644")?;
+    ctx.run(&["keepalived", "--config-test", &format!("--use-file={CONFIG}")])?;
+    ctx.run(&["systemctl", "enable", "keepalived"])?;
+    ctx.run(&["systemctl", "restart", "keepalived"])?;
+    if ctx.node.role == Role::First {
+        // Alone on the network, this node wins the election after about 3 adverts.
+        let vip = format!(" {}/", ctx.settings.internal.master_vip);
+        let lan = ctx.settings.interfaces.lan.clone();
+        ctx.wait_until("the master VIP on this node", Duration::from_secs(30), || {
+            Ok(ctx.query(&["ip", "-o", "-4", "addr", "show", "dev", &lan])?.contains(&vip))
+        })?;
+    }
+    Ok(())
+}
