@@ -1,10 +1,11 @@
 //! A stand-in for Proxmox VE's command-line tools, for the lab (never shipped).
 //!
-//! One multi-call binary: installed as `pvecm`, `pvesh`, `qm`, `qmrestore`, `vzdump`, `pvesm`
-//! and `pveversion`, it answers with the formats, exit codes and error texts of the real tools
-//! (see `shared/reference/proxmox-cli.md`). `pve-standin heartbeat` is the per-node membership
-//! service that gives the cluster real quorum from the lab network; `pve-standin vm-run VMID`
-//! is a running VM. State lives in the cluster file system directory (`/etc/pve`, shared by
+//! One multi-call binary: installed as `pvecm`, `pvesh`, `qm`, `qmrestore`, `vzdump`, `pvesm`,
+//! `pveversion` and ifupdown2's `ifreload`, it answers with the formats, exit codes and error
+//! texts of the real tools (see `shared/reference/proxmox-cli.md`). `pve-standin heartbeat` is
+//! the per-node membership service that gives the cluster real quorum from the lab network;
+//! `pve-standin vm-run VMID` is a running VM; `pve-standin make-router-archive PATH` writes the
+//! router VM's factory archive. State lives in the cluster file system directory (`/etc/pve`, shared by
 //! all lab nodes) and in `/run/pve-standin` (per node).
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 

@@ -22,7 +22,7 @@ const LOGIN: &str = "cias";
 const FACTORY_PASSWORD: &str = "dlll@nccu";
 const NETNS: &str = "vm100";
 const TAP: &str = "tap100i0";
-const MAC: &str = "02:ca:5e:ff:01:00";
+pub const MAC: &str = "02:ca:5e:ff:01:00";
 /// Scripts that read a password on stdin (never on their command line).
 const READS_SECRET: &[&str] = &["change_password.sh", "create_user.sh"];
 

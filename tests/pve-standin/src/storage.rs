@@ -8,7 +8,7 @@ use std::process::Command;
 use crate::args::{param_error, Args};
 use crate::cluster::Env;
 use crate::sectioncfg::{self, Section};
-use crate::{vmconf, vmproc, Failure, Result};
+use crate::{router, vmconf, vmproc, Failure, Result};
 
 const DEFAULT_STORAGE_CFG: &str = "dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup\n";
 
@@ -214,13 +214,21 @@ fn local_vmids(env: &Env) -> Result<Vec<u32>> {
 
 fn write_archive(env: &Env, vmid: u32, archive: &Path, compress: &str) -> Result<()> {
     let config = vmconf::load(env, &env.node, vmid)?;
+    let disk = match vmconf::first_disk(&config) {
+        Some((storage, volume)) => Some(vmconf::disk_file(env, &storage, &volume)?).filter(|d| d.exists()),
+        None => None,
+    };
+    pack(&vmconf::render(&config), disk.as_deref(), archive, compress)
+        .map_err(|_| Failure::die(format!("ERROR: Backup of VM {vmid} failed - archive write failed")))
+}
+
+/// The archive format `qmrestore` reads back: a tar of `qemu-server.conf` and, when the VM
+/// has one, its first disk as `disk-0.raw`, compressed as the extension says.
+fn pack(config: &str, disk: Option<&Path>, archive: &Path, compress: &str) -> Result<()> {
     let staging = tempdir()?;
-    std::fs::write(staging.join("qemu-server.conf"), vmconf::render(&config))?;
-    if let Some((storage, volume)) = vmconf::first_disk(&config) {
-        let disk = vmconf::disk_file(env, &storage, &volume)?;
-        if disk.exists() {
-            std::fs::copy(&disk, staging.join("disk-0.raw"))?;
-        }
+    std::fs::write(staging.join("qemu-server.conf"), config)?;
+    if let Some(disk) = disk {
+        std::fs::copy(disk, staging.join("disk-0.raw"))?;
     }
     let filter = match compress {
         "gzip" => "| gzip",
@@ -232,7 +240,7 @@ fn write_archive(env: &Env, vmid: u32, archive: &Path, compress: &str) -> Result
     let status = Command::new("sh").args(["-c", &script]).status()?;
     let _ = std::fs::remove_dir_all(&staging);
     if !status.success() {
-        return Err(Failure::die(format!("ERROR: Backup of VM {vmid} failed - archive write failed")));
+        return Err(Failure::die(format!("cannot write {}", archive.display())));
     }
     Ok(())
 }
@@ -264,22 +272,33 @@ fn tempdir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// `pve-standin make-router-archive PATH`: the router VM as its vendor delivers it - a vzdump
-/// archive of VM 100 with an empty disk (so it boots with its factory password).
+/// `pve-standin make-router-archive PATH`: the router VM as its vendor delivers it - an
+/// uncompressed vzdump archive of VM 100 `cias-router` (2 GiB, 2 cores, NIC on vmbr0, 4 GiB
+/// `scsi0` on `local`, `onboot 1`) whose disk is empty, so it boots with its factory password.
+/// PATH is the archive file, or a directory that gets `vzdump-qemu-100-<now>.vma`; the path
+/// written is printed.
 pub fn make_router_archive(raw: &[String]) -> Result<u8> {
-    let target = raw.first().ok_or_else(|| Failure::die("usage: make-router-archive PATH"))?;
-    let staging = tempdir()?;
-    std::fs::write(
-        staging.join("qemu-server.conf"),
-        "boot: order=scsi0\ncores: 2\nmemory: 2048\nname: cias-router\n\
-         net0: virtio=02:CA:5E:FF:01:00,bridge=vmbr0\nonboot: 1\nscsi0: local:100/vm-100-disk-0.raw,size=4G\n",
-    )?;
-    std::fs::write(staging.join("disk-0.raw"), "")?;
-    let status = Command::new("tar").args(["-C", &staging.to_string_lossy(), "-cf", target, "."]).status()?;
-    let _ = std::fs::remove_dir_all(&staging);
-    if !status.success() {
-        return Err(Failure::die(format!("cannot write {target}")));
+    let [target] = raw else {
+        return Err(Failure::with_code("usage: pve-standin make-router-archive PATH", 2));
+    };
+    let vmid = router::VMID;
+    let mut archive = PathBuf::from(target);
+    if archive.is_dir() {
+        let stamp = chrono::Local::now().format("%Y_%m_%d-%H_%M_%S");
+        archive = archive.join(format!("vzdump-qemu-{vmid}-{stamp}.vma"));
     }
+    let config = format!(
+        "boot: order=scsi0;net0\ncores: 2\nmemory: 2048\nname: cias-router\n\
+         net0: virtio={},bridge=vmbr0\nonboot: 1\nostype: l26\n\
+         scsi0: local:{vmid}/vm-{vmid}-disk-0.raw,size=4G\nscsihw: virtio-scsi-pci\n",
+        router::MAC.to_uppercase()
+    );
+    let empty = tempdir()?.join("disk-0.raw");
+    std::fs::write(&empty, "")?;
+    let packed = pack(&config, Some(&empty), &archive, "0");
+    let _ = std::fs::remove_dir_all(empty.parent().expect("in its directory"));
+    packed?;
+    println!("{}", archive.display());
     Ok(0)
 }
 

@@ -4,15 +4,29 @@
 
 use std::path::{Path, PathBuf};
 
+use super::addr::{Node, LAN_PREFIX, NODE_LAN_IF, NODE_WAN_IF};
+use super::layout::in_node;
 use super::{ExtraFile, Lab};
 use anyhow::{Context, Result};
 
-/// The Proxmox tools the stand-in answers as.
-pub const TOOLS: &[&str] =
-    &["pvecm", "pvesh", "qm", "qmrestore", "vzdump", "pvesm", "pveversion", "ifreload"];
+/// The Proxmox tools the stand-in answers as, where Proxmox VE has them (ifupdown2's
+/// `ifreload` is in `/usr/sbin`, the others in `/usr/bin`).
+pub const TOOLS: &[&str] = &[
+    "/usr/bin/pvecm",
+    "/usr/bin/pvesh",
+    "/usr/bin/qm",
+    "/usr/bin/qmrestore",
+    "/usr/bin/vzdump",
+    "/usr/bin/pvesm",
+    "/usr/bin/pveversion",
+    "/usr/sbin/ifreload",
+];
 /// root's password on every node: Proxmox's installer sets one and lets root log in with it
-/// over SSH, which is how a new node first reaches the master.
+/// over SSH, which is how a new node first reaches the master (and what `pvecm add` asks).
 pub const ROOT_PASSWORD: &str = "labpassword";
+/// sshd as Proxmox VE configures it: root may log in with its password (keys still work).
+/// Named to sort before the lab's `cias-lab.conf`: sshd keeps the first value it reads.
+const SSHD_DROP_IN: &str = "/etc/ssh/sshd_config.d/00-proxmox.conf";
 /// The router VM's scripts (run over SSH as `cias` while the router runs on the node).
 pub const ROUTER_SCRIPTS: &[&str] = &[
     "create_user.sh",
@@ -40,11 +54,19 @@ pub fn binary() -> Result<PathBuf> {
 pub fn extra_files(staging: &Path) -> Result<Vec<ExtraFile>> {
     std::fs::create_dir_all(staging)?;
     let mut files = vec![ExtraFile { source: binary()?, dest: BINARY_IN_NODE.into(), mode: 0o755 }];
-    for tool in TOOLS {
+    for path in TOOLS {
+        let tool = path.rsplit('/').next().unwrap_or(path);
         let wrapper = staging.join(tool);
         std::fs::write(&wrapper, format!("#!/bin/sh\nexec {BINARY_IN_NODE} {tool} \"$@\"\n"))?;
-        files.push(ExtraFile { source: wrapper, dest: format!("/usr/bin/{tool}"), mode: 0o755 });
+        files.push(ExtraFile { source: wrapper, dest: path.to_string(), mode: 0o755 });
     }
+    let sshd = staging.join("sshd-proxmox.conf");
+    std::fs::write(
+        &sshd,
+        "# As on Proxmox VE: root logs in with its password too (Proxmox stand-in).\n\
+         PermitRootLogin yes\nPasswordAuthentication yes\n",
+    )?;
+    files.push(ExtraFile { source: sshd, dest: SSHD_DROP_IN.into(), mode: 0o644 });
     for script in ROUTER_SCRIPTS {
         let wrapper = staging.join(script);
         std::fs::write(&wrapper, format!("#!/bin/sh\nexec {BINARY_IN_NODE} router-call {script} \"$@\"\n"))?;
@@ -71,17 +93,30 @@ pub fn extra_files(staging: &Path) -> Result<Vec<ExtraFile>> {
 pub const HEARTBEAT_UNIT: &str = "pve-standin-heartbeat.service";
 
 /// Enables and starts the membership service in every node (a unit file copied into a
-/// `.wants` directory is not enough: systemd wants a symlink there).
+/// `.wants` directory is not enough: systemd wants a symlink there), gives root its password
+/// (sshd already started with [`SSHD_DROP_IN`], copied before the boot) and writes the
+/// node's `/etc/network/interfaces`.
 pub fn enable(lab: &Lab) -> Result<()> {
     for &node in lab.nodes() {
+        let interfaces = in_node(node, "/etc/network/interfaces");
+        std::fs::create_dir_all(in_node(node, "/etc/network/interfaces.d"))?;
+        std::fs::write(&interfaces, interfaces_file(node))
+            .with_context(|| format!("{node}: cannot write {}", interfaces.display()))?;
         lab.sh(
             node,
-            &format!(
-                "systemctl enable --now {HEARTBEAT_UNIT} && echo 'root:{ROOT_PASSWORD}' | chpasswd && \
-                 printf 'PermitRootLogin yes\\nPasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/00-proxmox.conf && \
-                 systemctl reload ssh"
-            ),
+            &format!("systemctl enable --now {HEARTBEAT_UNIT} && echo 'root:{ROOT_PASSWORD}' | chpasswd"),
         )?;
     }
     Ok(())
+}
+
+/// A Proxmox node has `/etc/network/interfaces` (ifupdown2): this one describes the network
+/// the lab gave the node, so `ifreload -a` on an untouched node changes nothing.
+fn interfaces_file(node: Node) -> String {
+    format!(
+        "auto lo\niface lo inet loopback\n\nauto {NODE_LAN_IF}\niface {NODE_LAN_IF} inet static\n\
+         \taddress {}/{LAN_PREFIX}\n\niface {NODE_WAN_IF} inet manual\n\n\
+         source /etc/network/interfaces.d/*\n",
+        node.lan_ip()
+    )
 }
