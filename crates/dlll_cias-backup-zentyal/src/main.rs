@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cias_core::host::{Command, Host, LocalHost};
+use std::sync::Arc;
+
+use cias_core::host::{Command, DryRunHost, Host, LocalHost};
 use cias_core::proxmox::pvesh::{self, VmResource};
 
 const DUMP_DIR: &str = "/mnt/mfs/dump";
@@ -26,6 +28,9 @@ struct Cli {
     /// Copy the newest router archive from /mnt/mfs/dump to /var/lib/vz/dump/zentyal.tar.vma.
     #[arg(long)]
     local_copy: bool,
+    /// Print the commands that would change something; change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn backup(host: &dyn Host, node: &str) -> Result<()> {
@@ -72,13 +77,18 @@ fn main() -> ExitCode {
     let both = !cli.backup && !cli.local_copy;
     let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let node = node.trim().split('.').next().unwrap_or_default().to_string();
-    let host = LocalHost::new(node.clone());
+    let local: Arc<dyn Host> = Arc::new(LocalHost::new(node.clone()));
+    let host: Arc<dyn Host> = if cli.dry_run {
+        Arc::new(DryRunHost::reading_from(local).with_sink(|h, c| println!("[{h}] $ {c}")))
+    } else {
+        local
+    };
     let result = (|| {
         if cli.backup || both {
-            backup(&host, &node)?;
+            backup(host.as_ref(), &node)?;
         }
         if cli.local_copy || both {
-            local_copy(&host)?;
+            local_copy(host.as_ref())?;
         }
         Ok::<_, anyhow::Error>(())
     })();

@@ -40,22 +40,28 @@ impl std::fmt::Debug for Ctx {
 impl Ctx {
     /// Runs a state-changing command on this node; it must succeed.
     pub fn run(&self, argv: &[&str]) -> Result<Output> {
-        Ok(self.local.run(&Command::new(argv[0]).args(argv[1..].iter().copied()))?)
+        Ok(self.local.run(&Command::from_argv(argv))?)
     }
 
     /// Runs a read-only command on this node (also in a dry run); it must succeed.
     pub fn query(&self, argv: &[&str]) -> Result<String> {
-        Ok(self.local.run(&Command::query(argv[0]).args(argv[1..].iter().copied()))?.stdout)
+        Ok(self.local.run(&Command::query_argv(argv))?.stdout)
     }
 
     /// Runs a read-only command and returns whether it succeeded (a test, not a failure).
     pub fn test(&self, argv: &[&str]) -> Result<bool> {
-        Ok(self.local.execute(&Command::query(argv[0]).args(argv[1..].iter().copied()))?.success())
+        Ok(self.local.execute(&Command::query_argv(argv))?.success())
     }
 
     /// Writes a file on this node (shown in full by a dry run).
     pub fn write(&self, path: &str, text: &str, mode: &str) -> Result<()> {
         self.local.run(&Command::write_file(path, text, mode))?;
+        Ok(())
+    }
+
+    /// Writes a file holding passwords (mode 0600; a dry run shows only that it would).
+    pub fn write_secret(&self, path: &str, text: &Secret) -> Result<()> {
+        self.local.run(&Command::write_secret_file(path, text, "0600"))?;
         Ok(())
     }
 

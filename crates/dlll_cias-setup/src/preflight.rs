@@ -49,8 +49,7 @@ struct LinkInfo {
 }
 
 fn query(host: &dyn Host, argv: &[&str]) -> Result<String> {
-    let cmd = Command::query(argv[0]).args(argv[1..].iter().copied());
-    Ok(host.run(&cmd)?.stdout)
+    Ok(host.run(&Command::query_argv(argv))?.stdout)
 }
 
 /// Whether `address:port` accepts a TCP connection from the node within 3 s.

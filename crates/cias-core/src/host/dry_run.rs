@@ -97,6 +97,21 @@ mod tests {
     }
 
     #[test]
+    fn a_written_file_shows_its_content_but_a_secret_file_does_not() {
+        let config = Command::write_file("/etc/keepalived/keepalived.conf", "vrrp_instance\n", "0644");
+        assert_eq!(config.data(), Some("vrrp_instance\n"));
+        let secrets =
+            Command::write_secret_file("/data/cias/secrets.yaml", &Secret::new("pw: rootpw"), "0600");
+        assert_eq!(secrets.data(), None);
+        assert_eq!(
+            secrets.to_string(),
+            "install -D -m 0600 /dev/stdin /data/cias/secrets.yaml <<< (secret on stdin)"
+        );
+        assert_eq!(Command::query_argv(&["pvecm", "status"]).argv(), ["pvecm", "status"]);
+        assert!(!Command::query_argv(&["pvecm", "status"]).changes_state());
+    }
+
+    #[test]
     fn queries_run_for_real_when_a_real_host_is_given() {
         let host = DryRunHost::reading_from(Arc::new(LocalHost::new("local")));
         let out = host.run(&Command::query("echo").arg("state")).unwrap();

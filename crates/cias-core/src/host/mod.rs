@@ -82,10 +82,31 @@ impl Command {
         self
     }
 
+    /// A state-changing command from a whole argv (`argv[0]` is the program).
+    pub fn from_argv(argv: &[&str]) -> Self {
+        let (program, args) = argv.split_first().expect("an argv names a program");
+        Self::new(*program).args(args.iter().copied())
+    }
+
+    /// A read-only command from a whole argv.
+    pub fn query_argv(argv: &[&str]) -> Self {
+        Self { changes_state: false, ..Self::from_argv(argv) }
+    }
+
     /// A command that writes `text` to `path` with `mode` (e.g. `"0644"`), creating parent
     /// directories: files on a node are written through a [`Host`] like everything else.
     pub fn write_file(path: &str, text: impl Into<String>, mode: &str) -> Self {
-        Self::new("install").args(["-D", "-m", mode, "/dev/stdin", path]).stdin_data(text)
+        Self::install_stdin(path, mode).stdin_data(text)
+    }
+
+    /// Like [`Command::write_file`] for a file holding passwords: the content travels as a
+    /// secret, so a dry run or a log never shows it.
+    pub fn write_secret_file(path: &str, text: &Secret, mode: &str) -> Self {
+        Self::install_stdin(path, mode).stdin_secret(text)
+    }
+
+    fn install_stdin(path: &str, mode: &str) -> Self {
+        Self::new("install").args(["-D", "-m", mode, "/dev/stdin", path])
     }
 
     /// The plain data this command reads on stdin (`None` for no stdin or a secret).

@@ -145,9 +145,10 @@ pub fn backup_jobs(ctx: &mut Ctx) -> Result<()> {
         argv.extend_from_slice(options);
         ctx.run(&argv)?;
     }
-    if !ctx.dry_run && !exists("cias-router") && !exists("cias-vms") {
+    // pvesh exits 0 on some failures: read the jobs back.
+    if !ctx.dry_run {
         let after = ctx.query(&["pvesh", "get", "/cluster/backup", "--output-format", "json"])?;
-        if !after.contains("cias-router") || !after.contains("cias-vms") {
+        if !after.contains("\"cias-router\"") || !after.contains("\"cias-vms\"") {
             bail!("the backup jobs are not in /cluster/backup after creating them: {after}");
         }
     }

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use cias_core::host::{Command, Host};
 use cias_core::netplan::{NodeKind, Registry};
 use cias_core::paths::{MANAGEMENT_DIR, REGISTRY_FILE, SECRETS_FILE, SETTINGS_FILE, SHARED_MANAGEMENT_DIR};
+use cias_core::settings::Secret;
 
 use crate::ctx::Ctx;
 use crate::node::{node_dir, record_file, Role};
@@ -92,7 +93,7 @@ pub fn save(ctx: &mut Ctx) -> Result<()> {
     }
     ctx.write(&file(REGISTRY_FILE), &registry_text, "0644")?;
     ctx.write(&file(SETTINGS_FILE), &ctx.settings.to_yaml()?, "0644")?;
-    ctx.write(&file(SECRETS_FILE), &serde_yaml::to_string(&ctx.secrets)?, "0600")?;
+    ctx.write_secret(&file(SECRETS_FILE), &Secret::new(serde_yaml::to_string(&ctx.secrets)?))?;
     ctx.write(&record_file(&ctx.node.name).display().to_string(), &ctx.node.to_yaml(), "0644")?;
     if let Some(archive) = ctx.router_archive.clone() {
         let target =

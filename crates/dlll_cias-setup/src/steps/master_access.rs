@@ -18,7 +18,7 @@ pub fn pinned_file(node: &str) -> String {
 
 /// Reads something on the master (runs for real in a dry run too).
 pub fn master_query(ctx: &Ctx, argv: &[&str]) -> Result<String> {
-    Ok(ctx.master()?.run(&Command::query(argv[0]).args(argv[1..].iter().copied()))?.stdout)
+    Ok(ctx.master()?.run(&Command::query_argv(argv))?.stdout)
 }
 
 /// Writes a file on the master.
