@@ -94,7 +94,7 @@ pub const HEARTBEAT_UNIT: &str = "pve-standin-heartbeat.service";
 
 /// Enables and starts the membership service in every node (a unit file copied into a
 /// `.wants` directory is not enough: systemd wants a symlink there), gives root its password
-/// (sshd already started with [`SSHD_DROP_IN`], copied before the boot) and writes the
+/// (sshd already started with `SSHD_DROP_IN`, copied before the boot) and writes the
 /// node's `/etc/network/interfaces`.
 pub fn enable(lab: &Lab) -> Result<()> {
     for &node in lab.nodes() {
