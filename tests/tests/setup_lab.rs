@@ -39,7 +39,6 @@ fn has_vip(lab: &Lab, node: Node, vip: &str) -> bool {
 }
 
 #[test]
-#[ignore = "not yet green in CI: run with --ignored (see the session note)"]
 fn setup_installs_extends_resumes_and_refuses_bad_input() {
     let started = Instant::now();
     let step = |what: &str| eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());

@@ -4,7 +4,11 @@
 //! system / RAID / LVM signature, nothing mounted, not read-only, not the disk Proxmox is
 //! installed on. Anything else is refused with its reason; a refused disk can be approved
 //! per device (`--wipe /dev/sdX`), except the system disk and a disk in use, which never can.
-//! The facts come from `lsblk --json` ([`lsblk_command`], [`parse_lsblk`]).
+//! The facts come from `lsblk --json` ([`lsblk_command`], [`parse_lsblk`]), and every disk that
+//! looks blank there is probed once more with `blkid -p` ([`probe_command`], [`apply_probe`]):
+//! lsblk takes FSTYPE and PTTYPE from the udev database, which a container lacks and which is
+//! stale right after a mkfs that udev did not see (measured in the lab: an ext4 disk listed
+//! with `"fstype": null`).
 //!
 //! Loop devices are files on some other disk, so a production node never formats one; the lab,
 //! whose data disks are loop devices, says so explicitly ([`LoopDevices::AreDisks`]).
@@ -166,6 +170,30 @@ fn held(d: &Device) -> Option<String> {
     active.map(|c| format!("it is in use by {} ({}); free it by hand first", c.name, c.kind))
 }
 
+/// `blkid -p` on one device: reads its superblocks and partition table directly, no cache.
+/// Exit 0 with `TYPE=` / `PTTYPE=` lines when it finds something, 2 when it finds nothing.
+pub fn probe_command(device: &str) -> Command {
+    Command::query("blkid").args(["-p", "-o", "export", device])
+}
+
+/// Corrects a disk that lsblk saw as blank with the result of [`probe_command`] on it: any
+/// signature found, or a probe that could not read the disk, means it is not blank.
+pub fn apply_probe(disk: &mut Disk, exit_code: Option<i32>, export: &str) {
+    if disk.verdict != Verdict::Format {
+        return;
+    }
+    let field = |key: &str| {
+        export.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('='))).map(str::to_string)
+    };
+    disk.verdict = match (exit_code, field("PTTYPE"), field("TYPE")) {
+        (Some(0), Some(pt), _) => Verdict::NeedsWipe(format!("it has a {pt} partition table")),
+        (Some(0), None, Some(fs)) => Verdict::NeedsWipe(format!("blkid finds {fs} on it")),
+        (Some(0), None, None) => Verdict::NeedsWipe("blkid found a signature on it".into()),
+        (Some(2), ..) => Verdict::Format,
+        _ => Verdict::NeedsWipe("blkid -p could not probe it".into()),
+    };
+}
+
 /// Applies the administrator's `--wipe` approvals: each must name a disk that needs one.
 pub fn approve(disks: &mut [Disk], wipe: &[String]) -> Result<(), PlanError> {
     for device in wipe {
@@ -200,6 +228,24 @@ mod tests {
 
     fn verdict_of<'a>(disks: &'a [Disk], name: &str) -> &'a Verdict {
         &disks.iter().find(|d| d.name == name).unwrap().verdict
+    }
+
+    #[test]
+    fn a_disk_lsblk_calls_blank_is_refused_when_blkid_finds_a_signature() {
+        let blank =
+            || Disk { path: "/dev/sdb".into(), name: "sdb".into(), size: 1 << 30, verdict: Verdict::Format };
+        let mut ext4 = blank();
+        apply_probe(&mut ext4, Some(0), "DEVNAME=/dev/sdb\nUUID=1234\nBLOCK_SIZE=4096\nTYPE=ext4\n");
+        assert_eq!(ext4.verdict, Verdict::NeedsWipe("blkid finds ext4 on it".into()));
+        let mut gpt = blank();
+        apply_probe(&mut gpt, Some(0), "DEVNAME=/dev/sdb\nPTUUID=ab\nPTTYPE=gpt\n");
+        assert_eq!(gpt.verdict, Verdict::NeedsWipe("it has a gpt partition table".into()));
+        let mut empty = blank();
+        apply_probe(&mut empty, Some(2), "");
+        assert_eq!(empty.verdict, Verdict::Format);
+        let mut unreadable = blank();
+        apply_probe(&mut unreadable, Some(4), "");
+        assert!(matches!(unreadable.verdict, Verdict::NeedsWipe(_)));
     }
 
     #[test]

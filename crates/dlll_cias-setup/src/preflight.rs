@@ -53,6 +53,16 @@ fn query(host: &dyn Host, argv: &[&str]) -> Result<String> {
 }
 
 /// Whether `address:port` accepts a TCP connection from the node within 3 s.
+/// The node's disks and their verdicts: lsblk's view, each seemingly blank disk probed again.
+pub fn node_disks(host: &dyn Host, loops: LoopDevices) -> Result<Vec<Disk>> {
+    let mut found = disks::parse_lsblk(&host.run(&disks::lsblk_command())?.stdout, loops)?;
+    for disk in found.iter_mut().filter(|d| d.verdict == disks::Verdict::Format) {
+        let probe = host.execute(&disks::probe_command(&disk.path))?;
+        disks::apply_probe(disk, probe.code, &probe.stdout);
+    }
+    Ok(found)
+}
+
 pub fn port_open(host: &dyn Host, address: &str, port: u16) -> Result<bool> {
     let probe = format!("exec 3<>/dev/tcp/{address}/{port}");
     let cmd = Command::query("timeout").args(["3", "bash", "-c", &probe]);
@@ -160,7 +170,7 @@ pub fn check(
         },
     ));
 
-    let mut disks = disks::parse_lsblk(&host.run(&disks::lsblk_command())?.stdout, loops)?;
+    let mut disks = node_disks(host, loops)?;
     if let Err(e) = disks::approve(&mut disks, wipe) {
         report.errors.push(e.to_string());
     }

@@ -33,6 +33,13 @@ pub fn install(ctx: &mut Ctx) -> Result<()> {
     }
     ctx.write(CONFIG, &normal, "0644")?;
     ctx.run(&["keepalived", "--config-test", &format!("--use-file={CONFIG}")])?;
+    if !priority.can_be_master() {
+        // keepalived 2.2.7 with no VRRP instance never reports ready to systemd (Type=notify):
+        // the start times out after 90 s (measured in the lab). A never-master node has
+        // nothing for it to do, so it stays off; its file is kept for the record.
+        ctx.run(&["systemctl", "disable", "--now", "keepalived"])?;
+        return Ok(());
+    }
     ctx.run(&["systemctl", "enable", "keepalived"])?;
     ctx.run(&["systemctl", "restart", "keepalived"])?;
     if ctx.node.role == Role::First {

@@ -48,7 +48,7 @@ fn format(ctx: &Ctx, disk: &PlannedDisk, fs: DiskFilesystem) -> Result<()> {
     }
     let loops =
         if disk.device.starts_with("/dev/loop") { LoopDevices::AreDisks } else { LoopDevices::Refused };
-    let mut now = disks::parse_lsblk(&ctx.local.run(&disks::lsblk_command())?.stdout, loops)?;
+    let mut now = crate::preflight::node_disks(ctx.local.as_ref(), loops)?;
     let wipe: Vec<String> = if disk.wiped { vec![disk.device.clone()] } else { vec![] };
     disks::approve(&mut now, &wipe)?;
     match now.iter().find(|d| d.path == disk.device).map(|d| &d.verdict) {
