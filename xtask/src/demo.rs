@@ -9,8 +9,14 @@ use anyhow::{bail, Context, Result};
 use crate::lab::{ExtraFile, Lab, Node, Output};
 
 /// The toolkit's binaries, installed into every node's `/usr/local/sbin` (as a package would).
-pub const BINARIES: &[&str] =
-    &["dlll_cias-setup", "dlll_cias-switch-to-master", "dlll_cias-backup-zentyal", "dlll_cias-vmid-map"];
+pub const BINARIES: &[&str] = &[
+    "dlll_cias-setup",
+    "dlll_cias-switch-to-master",
+    "dlll_cias-fence",
+    "dlll_cias-watch",
+    "dlll_cias-backup-zentyal",
+    "dlll_cias-vmid-map",
+];
 /// The router administrator password the demo answers with.
 pub const ROUTER_ADMIN_PASSWORD: &str = "Router-Admin-1";
 /// The router's delivered archive, as a vendor would ship it.

@@ -4,24 +4,32 @@
 //!   hostnames, the registry that never reuses an address). Pure functions.
 //! - [`settings`]: the cluster settings file and the separate secrets file, validated.
 //! - [`disks`]: which disks are formatted for MooseFS and which are refused, and why.
+//! - [`fence`]: self-fencing on quorum loss, and when each node was last seen.
 //! - [`host`]: the only place that starts processes, locally, over SSH or as a dry run.
+//! - [`installed`]: whether, and how, `dlll_cias-setup` installed this node.
 //! - [`journal`]: the finished-steps journal and the run lock that make scenarios resumable.
+//! - [`logging`]: timestamped logs in the management directory and the journal.
 //! - [`templates`]: keepalived, MooseFS and cron files rendered from `templates/`.
 //! - [`vrrp`]: the installer priority and how it becomes keepalived's.
 //! - [`proxmox`]: argv builders and pure parsers for pvecm, pvesh, qm and task output.
 //! - [`notify`]: mail to the administrator.
+//! - [`takeover`]: what a new master does with the VMs, and when it is safe to.
 //! - [`paths`]: where things live on a node.
 //!
 //! This crate never prints and never exits: it returns typed errors and lets the binaries
 //! decide how to tell the administrator.
 
 pub mod disks;
+pub mod fence;
 pub mod host;
+pub mod installed;
 pub mod journal;
+pub mod logging;
 pub mod netplan;
 pub mod notify;
 pub mod paths;
 pub mod proxmox;
 pub mod settings;
+pub mod takeover;
 pub mod templates;
 pub mod vrrp;

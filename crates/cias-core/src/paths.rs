@@ -24,3 +24,21 @@ pub const DATA_DISK_ROOT: &str = "/data";
 pub fn default_settings_file() -> std::path::PathBuf {
     std::path::Path::new(MANAGEMENT_DIR).join(SETTINGS_FILE)
 }
+
+/// A node's own directory in the management directory: its install record, journals, logs.
+pub fn node_dir(node: &str) -> std::path::PathBuf {
+    std::path::Path::new(MANAGEMENT_DIR).join("nodes").join(node)
+}
+
+/// Runtime state of the dlll-cias services (gone at reboot, on purpose: it describes now).
+pub const STATE_DIR: &str = "/run/dlll-cias";
+/// Which VMIDs live on which node, written every minute by the master (SPEC section 4).
+pub const VMID_MAP_FILE: &str = "/mnt/mfs/cias/pve_master_vmid.conf";
+/// The router's local backup copy, for when MooseFS itself is gone.
+pub const ROUTER_LOCAL_COPY: &str = "/var/lib/vz/dump/zentyal.tar.vma";
+
+/// This node's Proxmox name: the host name up to its first dot, as Proxmox derives it.
+pub fn node_name() -> std::io::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    Ok(name.trim().split('.').next().unwrap_or_default().to_string())
+}

@@ -2,7 +2,7 @@
 //! the first step, so a re-run continues with the same decisions without asking again.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use cias_core::paths;
@@ -65,7 +65,7 @@ impl PlannedDisk {
 /// This node's own directory in the management directory (mirrored to MooseFS, so every
 /// node's record and setup log can be read from any node).
 pub fn node_dir(node: &str) -> PathBuf {
-    Path::new(paths::MANAGEMENT_DIR).join("nodes").join(node)
+    paths::node_dir(node)
 }
 
 pub fn record_file(node: &str) -> PathBuf {

@@ -156,6 +156,7 @@ fn new_cluster_settings(
         interfaces: settings::Interfaces { lan: "vmbr0".into(), wan },
         vrrp: settings::Vrrp::default(),
         moosefs: settings::MooseFs::default(),
+        fencing: settings::Fencing::default(),
         smtp: settings::Smtp {
             host: a.smtp_host.clone().unwrap_or_else(|| settings::Smtp::default().host),
             port: a.smtp_port.unwrap_or(25),

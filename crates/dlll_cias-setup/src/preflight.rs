@@ -52,7 +52,6 @@ fn query(host: &dyn Host, argv: &[&str]) -> Result<String> {
     Ok(host.run(&Command::query_argv(argv))?.stdout)
 }
 
-/// Whether `address:port` accepts a TCP connection from the node within 3 s.
 /// The node's disks and their verdicts: lsblk's view, each seemingly blank disk probed again.
 pub fn node_disks(host: &dyn Host, loops: LoopDevices) -> Result<Vec<Disk>> {
     let mut found = disks::parse_lsblk(&host.run(&disks::lsblk_command())?.stdout, loops)?;
@@ -64,9 +63,7 @@ pub fn node_disks(host: &dyn Host, loops: LoopDevices) -> Result<Vec<Disk>> {
 }
 
 pub fn port_open(host: &dyn Host, address: &str, port: u16) -> Result<bool> {
-    let probe = format!("exec 3<>/dev/tcp/{address}/{port}");
-    let cmd = Command::query("timeout").args(["3", "bash", "-c", &probe]);
-    Ok(host.execute(&cmd)?.success())
+    Ok(cias_core::host::port_open(host, address, port)?)
 }
 
 /// Physical-like NICs: Ethernet links that are not bridges, bonds, VLANs, taps or firewall

@@ -1,28 +1,218 @@
-//! `dlll_cias-switch-to-master`: keepalived's `notify_master` hook and the manual switch
-//! (scenarios 3 and 4). The installer points keepalived at this binary from the first
-//! install on, so it must exist; until the takeover is delivered it refuses clearly and changes
-//! nothing, and keepalived's VIP move still happens (keepalived does not wait for the hook).
-#![allow(clippy::print_stderr)]
+//! `dlll_cias-switch-to-master`: make this node the cluster master (SPEC section 6,
+//! scenarios 3 and 4).
+//!
+//! keepalived runs it as `notify_master` (`--from-keepalived`) the moment this node takes the
+//! VIPs: it promotes MooseFS from the local metalogger, then brings the router here and
+//! recovers the VMs of lost nodes (see `cias_core::takeover` for the rules and the fence
+//! wait). Run by hand, it is the manual switch. It refuses to act without quorum or on a
+//! "never master" node, and one lock makes overlapping notifications run it once.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod moosefs;
+mod timeline;
+mod vms;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use anyhow::{Context, Result};
+use cias_core::host::{Command, DryRunHost, Host, LocalHost};
+use cias_core::installed::InstalledNode;
+use cias_core::journal::{JournalError, RunLock};
+use cias_core::notify::Mailer;
+use cias_core::paths;
+use cias_core::settings::{ClusterSettings, Secrets};
+use cias_core::takeover::ClusterView;
 use clap::Parser;
 
-/// Make this node the cluster master (not available in this version: does nothing).
+use crate::timeline::Timeline;
+
+/// Make this node the master of the DLLL-CIAS cluster.
+///
+/// From keepalived (--from-keepalived): the VIPs are already here. Promotes MooseFS from this
+/// node's metalogger, starts mfscgiserv, then migrates the router (VM 100) here or recovers it,
+/// and recovers every VM of a lost node on the least-loaded other node - only after the lost
+/// node has been out of the quorate partition for the fence delay plus the margin (it has
+/// stopped them by then). Mails the administrator the timeline.
+///
+/// By hand: the manual switch. On the current master it has nothing to do.
+///
+/// Refuses without quorum, and on a node installed with priority 0 ("never master").
 #[derive(Debug, Parser)]
-#[command(name = "dlll_cias-switch-to-master", version)]
+#[command(
+    name = "dlll_cias-switch-to-master",
+    version,
+    after_help = "Exit status: 0 done (or nothing to do, or another takeover is running), 2 bad input\n\
+                  or not installed, 3 refused (no quorum, never-master node), 1 a step failed.\n\n\
+                  Files: /data/cias/nodes/<node>/takeover.log (timeline of every run, also in the journal)."
+)]
 struct Cli {
-    /// Set by keepalived's notify_master hook.
+    /// Set by keepalived's notify_master hook: the VIPs already moved here.
     #[arg(long)]
     from_keepalived: bool,
+    /// Show what would be done, with the exact commands; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Cluster settings.
+    #[arg(long, value_name = "FILE", default_value_os_t = paths::default_settings_file())]
+    config: PathBuf,
+}
+
+const LOCK: &str = "/run/dlll-cias/switch-to-master.lock";
+
+/// Why the takeover did not act; the administrator is told.
+#[derive(Debug)]
+enum Refusal {
+    NoQuorum(String),
+    NeverMaster,
+}
+
+/// Everything the steps work with.
+#[derive(Debug)]
+pub struct Ctx {
+    pub host: Arc<dyn Host>,
+    pub node: String,
+    pub settings: ClusterSettings,
+    pub dry_run: bool,
+}
+
+impl Ctx {
+    pub fn view(&self) -> Result<ClusterView> {
+        let [status, nodes, vms] = ClusterView::commands();
+        let out = |c: &Command| -> Result<String> { Ok(self.host.run(c)?.stdout) };
+        Ok(ClusterView::parse(&out(&status)?, &out(&nodes)?, &out(&vms)?)?)
+    }
+
+    pub fn holds_master_vip(&self) -> Result<bool> {
+        let addrs = self.host.run(&Command::query_argv(&["ip", "-o", "-4", "addr", "show"]))?.stdout;
+        Ok(addrs.contains(&format!(" {}/", self.settings.internal.master_vip)))
+    }
+}
+
+fn mail(settings: &ClusterSettings, subject: &str, body: &str) {
+    let secrets = Secrets::load(&std::path::Path::new(paths::MANAGEMENT_DIR).join(paths::SECRETS_FILE)).ok();
+    let sent = Mailer::from_settings(settings, secrets.as_ref().and_then(|s| s.smtp_password.as_ref()))
+        .and_then(|m| m.send(subject, body));
+    match sent {
+        Ok(()) => tracing::info!("mail sent to {}: {subject}", settings.admin_email),
+        Err(e) => tracing::error!("cannot mail {}: {e}", settings.admin_email),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("dlll_cias-switch-to-master: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Checks that change nothing come first: a node that is not installed, or whose settings are
+/// broken, gets an error and no log directory, no lock, no mail.
+fn run(cli: &Cli) -> Result<ExitCode> {
+    let node = paths::node_name().context("cannot read this node's host name")?;
+    let settings = ClusterSettings::load(&cli.config)?;
+    let installed = InstalledNode::load(&node)?;
     let caller = if cli.from_keepalived { "keepalived notify_master" } else { "manual switch" };
-    eprintln!(
-        "dlll_cias-switch-to-master ({caller}): the master takeover is not part of this version yet; \
-         nothing was done - promote MooseFS and move the router by hand"
-    );
-    ExitCode::from(3)
+    if !cli.dry_run {
+        cias_core::logging::to_file_and_stderr(&paths::node_dir(&node).join("takeover.log"))
+            .context("cannot open the takeover log")?;
+    }
+    let _lock = if cli.dry_run {
+        None
+    } else {
+        match RunLock::acquire(std::path::Path::new(LOCK)) {
+            Ok(lock) => Some(lock),
+            Err(JournalError::Busy { pid, .. }) => {
+                tracing::info!("{caller}: a takeover is already running (pid {pid}); this call does nothing");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let local: Arc<dyn Host> = Arc::new(LocalHost::new(node.clone()));
+    let host: Arc<dyn Host> = if cli.dry_run {
+        Arc::new(DryRunHost::reading_from(local).with_sink(|h, c| println!("[{h}] $ {c}")))
+    } else {
+        local
+    };
+    let ctx = Ctx { host, node: node.clone(), settings, dry_run: cli.dry_run };
+    let mut tl = Timeline::new();
+    tl.note(&format!("{caller} on {node}"));
+
+    let refusal = if !installed.priority.can_be_master() {
+        Some(Refusal::NeverMaster)
+    } else {
+        let view = ctx.view()?;
+        (!view.quorate).then(|| {
+            let online: Vec<&str> = view.online().into_iter().collect();
+            Refusal::NoQuorum(format!(
+                "this node sees {} of {} nodes ({})",
+                online.len(),
+                view.nodes.len(),
+                online.join(", ")
+            ))
+        })
+    };
+    if let Some(refusal) = refusal {
+        let why = match &refusal {
+            Refusal::NoQuorum(seen) => format!(
+                "refused: {node} is not in the quorate partition of the cluster ({seen}); a node \
+                 without quorum must not start a MooseFS master or VMs (the other side may run them). \
+                 Bring the network back; if the other nodes are really dead, remove them first \
+                 (dlll_cias-remove-node)"
+            ),
+            Refusal::NeverMaster => format!(
+                "refused: {node} was installed with priority 0 (\"never master\") and never becomes \
+                 master; run the switch on another node"
+            ),
+        };
+        tl.note(&why);
+        eprintln!("dlll_cias-switch-to-master: {why}");
+        if !cli.dry_run {
+            mail(&ctx.settings, &format!("DLLL-CIAS: {node} refused to become master"), &tl.text());
+        }
+        return Ok(ExitCode::from(3));
+    }
+
+    if !cli.from_keepalived && ctx.holds_master_vip()? && !moosefs::needs_promotion(&ctx)? {
+        tl.note("this node already is the master: nothing to do");
+        println!("{node} already is the master: nothing to do");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !cli.from_keepalived && !ctx.holds_master_vip()? {
+        let why = "the manual switch to a node that does not hold the VIPs is not part of this version; \
+                   nothing was done";
+        tl.note(why);
+        eprintln!("dlll_cias-switch-to-master: {why}");
+        return Ok(ExitCode::from(3));
+    }
+
+    let outcome = takeover(&ctx, &mut tl);
+    let failed = outcome.is_err();
+    if let Err(e) = &outcome {
+        tl.note(&format!("takeover stopped - {e:#}"));
+    }
+    tl.note(&format!("takeover finished after {:.1}s", tl.elapsed().as_secs_f64()));
+    if !cli.dry_run {
+        let subject = if failed {
+            format!("DLLL-CIAS: {node} is master, but the takeover had failures")
+        } else {
+            format!("DLLL-CIAS: {node} is the new master")
+        };
+        mail(&ctx.settings, &subject, &tl.text());
+    }
+    print!("{}", tl.text());
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Scenario 3: MooseFS first (clients wait on it), then the VMs.
+fn takeover(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
+    tl.step("MooseFS master promoted from the local metalogger", |tl| moosefs::promote(ctx, tl))?;
+    vms::reconcile(ctx, tl)
 }

@@ -205,6 +205,12 @@ pub trait Host: fmt::Debug + Send + Sync {
     }
 }
 
+/// Whether `address:port` accepts a TCP connection from `host` within 3 s (read-only).
+pub fn port_open(host: &dyn Host, address: &str, port: u16) -> Result<bool, HostError> {
+    let probe = format!("exec 3<>/dev/tcp/{address}/{port}");
+    Ok(host.execute(&Command::query("timeout").args(["3", "bash", "-c", &probe]))?.success())
+}
+
 /// Why a command did not run to success. Every variant names the host and the command.
 #[derive(Debug, Error)]
 pub enum HostError {

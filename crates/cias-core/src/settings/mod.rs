@@ -40,6 +40,8 @@ pub struct ClusterSettings {
     pub smtp: Smtp,
     #[serde(default)]
     pub uplink: Uplink,
+    #[serde(default)]
+    pub fencing: Fencing,
 }
 
 /// The external network (SPEC section 2).
@@ -165,6 +167,30 @@ pub struct Uplink {
 impl Default for Uplink {
     fn default() -> Self {
         Self { target: Ipv4Addr::new(8, 8, 8, 8), shutdown_after_mins: 15 }
+    }
+}
+
+/// Self-fencing and recovery timing (SPEC section 7, split brain and fencing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fencing {
+    /// A node outside the quorate partition this long stops its own VMs.
+    pub delay_secs: u32,
+    /// The quorate side recovers a lost node's VMs only after it has been gone for
+    /// `delay_secs + margin_secs`: the margin covers both sides' detection lag and the stop.
+    pub margin_secs: u32,
+}
+
+impl Default for Fencing {
+    fn default() -> Self {
+        Self { delay_secs: 10, margin_secs: 5 }
+    }
+}
+
+impl Fencing {
+    /// How long a lost node must have been gone before its VMs are recovered elsewhere.
+    pub fn recovery_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.delay_secs) + u64::from(self.margin_secs))
     }
 }
 

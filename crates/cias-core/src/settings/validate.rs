@@ -142,6 +142,22 @@ pub(super) fn problems(s: &ClusterSettings) -> Vec<Problem> {
     if s.uplink.shutdown_after_mins == 0 {
         report("uplink.shutdown_after_mins", "must be at least 1 minute".into());
     }
+    if s.fencing.delay_secs < 3 {
+        // Below the membership timeout a short network hiccup would stop every VM.
+        report(
+            "fencing.delay_secs",
+            format!("{} is too short: choose at least 3 seconds", s.fencing.delay_secs),
+        );
+    }
+    if s.fencing.margin_secs < 2 {
+        report(
+            "fencing.margin_secs",
+            format!(
+                "{} is too short: choose at least 2 seconds (both sides detect a lost node with some lag)",
+                s.fencing.margin_secs
+            ),
+        );
+    }
     out
 }
 

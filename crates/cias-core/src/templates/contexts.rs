@@ -68,7 +68,7 @@ impl KeepalivedContext {
                 settings.external.network.prefix_len()
             ),
             notify_master: format!("{}/dlll_cias-switch-to-master --from-keepalived", paths::BIN_DIR),
-            quorum_check: None,
+            quorum_check: Some(format!("{}/dlll_cias-fence check", paths::BIN_DIR)),
         })
     }
 }

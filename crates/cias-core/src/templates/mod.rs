@@ -24,6 +24,14 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("moosefs/mfsmount.cfg.j2", include_str!("../../../../templates/moosefs/mfsmount.cfg.j2")),
     ("cron/dlll-cias.cron.j2", include_str!("../../../../templates/cron/dlll-cias.cron.j2")),
     ("network/interfaces.j2", include_str!("../../../../templates/network/interfaces.j2")),
+    (
+        "systemd/dlll-cias-fence.service.j2",
+        include_str!("../../../../templates/systemd/dlll-cias-fence.service.j2"),
+    ),
+    (
+        "systemd/moosefs-master.override.conf.j2",
+        include_str!("../../../../templates/systemd/moosefs-master.override.conf.j2"),
+    ),
 ];
 
 #[derive(Debug, Error)]

@@ -43,12 +43,10 @@ fn keepalived_never_master_has_no_instance() {
 }
 
 #[test]
-fn keepalived_with_quorum_check() {
-    let mut ctx =
-        KeepalivedContext::new(&settings(), "node1", Priority::new(100).unwrap(), KeepalivedMode::Normal)
-            .unwrap();
-    ctx.quorum_check = Some("/usr/local/sbin/dlll_cias-quorum-check".into());
-    insta::assert_snapshot!(Templates::shipped().render("keepalived/keepalived.conf.j2", &ctx).unwrap());
+fn keepalived_tracks_the_quorum_check() {
+    let text = keepalived(100, KeepalivedMode::Normal);
+    assert!(text.contains("script \"/usr/local/sbin/dlll_cias-fence check\""), "{text}");
+    assert!(text.contains("track_script {\n        cias_quorum\n    }"), "{text}");
 }
 
 #[test]

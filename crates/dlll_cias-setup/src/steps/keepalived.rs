@@ -13,13 +13,33 @@ use crate::ctx::Ctx;
 use crate::node::{node_dir, Role};
 
 const CONFIG: &str = "/etc/keepalived/keepalived.conf";
+const FENCE_UNIT: &str = "/etc/systemd/system/dlll-cias-fence.service";
+
+/// The self-fencing service, on every node (keepalived only guards the VIPs; this guards the
+/// MooseFS master and the VMs, also on "never master" nodes that run no keepalived).
+pub fn fence(ctx: &mut Ctx) -> Result<()> {
+    require_binary(ctx, "dlll_cias-fence")?;
+    let unit = ctx.templates.render(
+        "systemd/dlll-cias-fence.service.j2",
+        &std::collections::BTreeMap::from([("bin_dir", BIN_DIR)]),
+    )?;
+    ctx.write(FENCE_UNIT, &unit, "0644")?;
+    ctx.run(&["systemctl", "daemon-reload"])?;
+    ctx.run(&["systemctl", "enable", "--now", "dlll-cias-fence"])?;
+    Ok(())
+}
+
+fn require_binary(ctx: &Ctx, name: &str) -> Result<()> {
+    let path = format!("{BIN_DIR}/{name}");
+    if !ctx.test(&["test", "-x", &path])? {
+        bail!("{path} is missing: install all dlll_cias-* binaries into {BIN_DIR} before running setup");
+    }
+    Ok(())
+}
 
 pub fn install(ctx: &mut Ctx) -> Result<()> {
     // keepalived runs the hook the moment this node wins: it must be there.
-    let hook = format!("{BIN_DIR}/dlll_cias-switch-to-master");
-    if !ctx.test(&["test", "-x", &hook])? {
-        bail!("{hook} is missing: install all dlll_cias-* binaries into {BIN_DIR} before running setup");
-    }
+    require_binary(ctx, "dlll_cias-switch-to-master")?;
     let priority = Priority::new(ctx.node.priority)?;
     let dir = node_dir(&ctx.node.name).display().to_string();
     let normal = KeepalivedContext::new(&ctx.settings, &ctx.node.name, priority, KeepalivedMode::Normal)?;

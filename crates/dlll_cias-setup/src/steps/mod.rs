@@ -42,6 +42,10 @@ pub fn for_role(role: Role) -> Vec<Step> {
         step("management", "management directory /data/cias", management::save),
         step("hosts", "host names in /etc/hosts", system::hosts),
         step("network", "network: NICs bridged into vmbr0", system::network),
+        // A node joins the VRRP election only as a quorate cluster member: keepalived tracks
+        // the quorum check, which fails on a node in no cluster.
+        step("cluster", "Proxmox cluster", cluster::cluster),
+        step("fence", "self-fencing service (quorum watch)", keepalived::fence),
         step("keepalived", "keepalived: VIPs and the takeover hook", keepalived::install),
         step("disks", "data disks for MooseFS", moosefs::disks),
         step("moosefs-config", "MooseFS configuration", moosefs::config),
@@ -53,7 +57,6 @@ pub fn for_role(role: Role) -> Vec<Step> {
         step("moosefs-services", "MooseFS metalogger and chunkserver", moosefs::services),
         step("moosefs-mount", "MooseFS mounted at /mnt/mfs", moosefs::mount),
         step("mirror", "management directory mirrored to /mnt/mfs/cias", management::mirror),
-        step("cluster", "Proxmox cluster", cluster::cluster),
     ]);
     if first {
         steps.extend([

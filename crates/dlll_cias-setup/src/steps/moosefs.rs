@@ -107,11 +107,21 @@ pub fn disks(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Where the drop-in that makes every mfsmaster start a promotion (`-a`) goes.
+const MASTER_DROP_IN_DIR: &str = "/etc/systemd/system/moosefs-master.service.d";
+
 pub fn config(ctx: &mut Ctx) -> Result<()> {
     let mounts = ctx.node.disks.iter().map(PlannedDisk::mount_point).collect();
     for file in moosefs_files(&ctx.templates, &MooseFsContext::new(&ctx.settings, mounts))? {
         ctx.write(&file.path, &file.text, "0644")?;
     }
+    let drop_in = ctx.templates.render(
+        "systemd/moosefs-master.override.conf.j2",
+        &std::collections::BTreeMap::<&str, &str>::new(),
+    )?;
+    ctx.run(&["mkdir", "-p", MASTER_DROP_IN_DIR])?;
+    ctx.write(&format!("{MASTER_DROP_IN_DIR}/dlll-cias.conf"), &drop_in, "0644")?;
+    ctx.run(&["systemctl", "daemon-reload"])?;
     Ok(())
 }
 

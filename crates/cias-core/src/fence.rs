@@ -1,0 +1,145 @@
+//! Self-fencing (SPEC section 7): every node watches its own quorum every second. A node that
+//! leaves the quorate partition stops its mfsmaster at once and, once it has been out for the
+//! fence delay, its VMs, so the quorate side can safely start them elsewhere. The quorate side
+//! records when it last saw each member ([`LastSeen`]) so it knows how long a node has been gone.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths;
+
+/// When each node was last seen in this node's quorate partition (unix milliseconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSeen {
+    pub nodes: BTreeMap<String, u64>,
+}
+
+impl LastSeen {
+    /// `/run/dlll-cias/last-seen.json`, written by the fence service every second.
+    pub fn file() -> PathBuf {
+        Path::new(paths::STATE_DIR).join("last-seen.json")
+    }
+
+    /// The saved record; empty when there is none or it is unreadable (callers then count a
+    /// node as lost from the moment they look, which only waits longer).
+    pub fn load(file: &Path) -> Self {
+        std::fs::read_to_string(file).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    }
+
+    /// Writes the record atomically (a reader never sees half a file).
+    pub fn save(&self, file: &Path) -> std::io::Result<()> {
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let partial = file.with_extension("json.partial");
+        std::fs::write(&partial, serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
+        std::fs::rename(partial, file)
+    }
+
+    /// Notes that `online` are in the quorate partition at `now_ms`.
+    pub fn record<'a>(&mut self, online: impl IntoIterator<Item = &'a str>, now_ms: u64) {
+        for node in online {
+            self.nodes.insert(node.to_string(), now_ms);
+        }
+    }
+
+    /// How long `node` has been out of the partition, if it was ever seen in it.
+    pub fn lost_for(&self, node: &str, now_ms: u64) -> Option<Duration> {
+        self.nodes.get(node).map(|seen| Duration::from_millis(now_ms.saturating_sub(*seen)))
+    }
+}
+
+/// What the fence service must do on this tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceAction {
+    /// Quorum just went: stop this node's mfsmaster (keepalived drops the VIPs by itself).
+    StopMaster,
+    /// Out of quorum for the fence delay: stop every VM of this node.
+    StopVms,
+    /// Quorum is back: this node is a plain BACKUP again.
+    Rejoined,
+}
+
+/// The self-fence state machine of one node.
+#[derive(Debug, Clone, Default)]
+pub struct SelfFence {
+    lost_since_ms: Option<u64>,
+    vms_stopped: bool,
+}
+
+impl SelfFence {
+    /// Since when this node has been without quorum, if it is.
+    pub fn lost_since_ms(&self) -> Option<u64> {
+        self.lost_since_ms
+    }
+
+    /// Feeds one quorum reading; returns what to do now.
+    pub fn tick(&mut self, quorate: bool, now_ms: u64, delay: Duration) -> Vec<FenceAction> {
+        match (quorate, self.lost_since_ms) {
+            (true, None) => vec![],
+            (true, Some(_)) => {
+                *self = Self::default();
+                vec![FenceAction::Rejoined]
+            }
+            (false, None) => {
+                self.lost_since_ms = Some(now_ms);
+                vec![FenceAction::StopMaster]
+            }
+            (false, Some(since)) => {
+                let out_for = Duration::from_millis(now_ms.saturating_sub(since));
+                if out_for >= delay && !self.vms_stopped {
+                    self.vms_stopped = true;
+                    // The master was stopped already; stop it again in case someone restarted it.
+                    vec![FenceAction::StopMaster, FenceAction::StopVms]
+                } else {
+                    vec![]
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losing_quorum_stops_the_master_at_once_and_the_vms_after_the_delay() {
+        let delay = Duration::from_secs(10);
+        let mut f = SelfFence::default();
+        assert_eq!(f.tick(true, 0, delay), vec![]);
+        assert_eq!(f.tick(false, 1_000, delay), vec![FenceAction::StopMaster]);
+        assert_eq!(f.tick(false, 10_999, delay), vec![]);
+        assert_eq!(f.tick(false, 11_000, delay), vec![FenceAction::StopMaster, FenceAction::StopVms]);
+        assert_eq!(f.tick(false, 12_000, delay), vec![], "VMs are stopped once");
+        assert_eq!(f.tick(true, 13_000, delay), vec![FenceAction::Rejoined]);
+        assert_eq!(f.tick(false, 14_000, delay), vec![FenceAction::StopMaster], "a new loss starts over");
+    }
+
+    #[test]
+    fn a_short_loss_does_not_stop_the_vms() {
+        let delay = Duration::from_secs(10);
+        let mut f = SelfFence::default();
+        f.tick(false, 0, delay);
+        assert_eq!(f.tick(true, 5_000, delay), vec![FenceAction::Rejoined]);
+        assert_eq!(f.tick(true, 20_000, delay), vec![]);
+    }
+
+    #[test]
+    fn last_seen_round_trips_and_measures_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("last-seen.json");
+        let mut seen = LastSeen::default();
+        seen.record(["node1", "node2"], 1_000);
+        seen.record(["node2"], 4_000);
+        seen.save(&file).unwrap();
+        let back = LastSeen::load(&file);
+        assert_eq!(back, seen);
+        assert_eq!(back.lost_for("node1", 6_000), Some(Duration::from_secs(5)));
+        assert_eq!(back.lost_for("node3", 6_000), None);
+        assert_eq!(LastSeen::load(&dir.path().join("missing")), LastSeen::default());
+    }
+}

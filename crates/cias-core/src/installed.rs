@@ -1,0 +1,91 @@
+//! What the scenario commands after the installer need to know about this node: that
+//! `dlll_cias-setup` finished here, and what it decided (name, address, priority). Read from
+//! the installer's record `/data/cias/nodes/<node>/node.yaml` and its journal.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::journal::Journal;
+use crate::paths;
+use crate::vrrp::Priority;
+
+/// The installer's last step: a node whose journal has it is installed.
+pub const LAST_SETUP_STEP: &str = "report";
+
+#[derive(Debug, Error)]
+pub enum InstalledError {
+    #[error("this node ({node}) is not installed: {file} does not exist - run dlll_cias-setup first")]
+    NotInstalled { node: String, file: PathBuf },
+    #[error("the installation of this node ({node}) did not finish (see {journal}) - run dlll_cias-setup again to finish it")]
+    Unfinished { node: String, journal: PathBuf },
+    #[error("cannot read {file} - {message}")]
+    Unreadable { file: PathBuf, message: String },
+}
+
+/// The facts of an installed node.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InstalledNode {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub priority: Priority,
+}
+
+impl InstalledNode {
+    /// Reads the record of `node` under `management_dir`; fails unless setup finished there.
+    pub fn load_from(management_dir: &Path, node: &str) -> Result<Self, InstalledError> {
+        let dir = management_dir.join("nodes").join(node);
+        let file = dir.join("node.yaml");
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(InstalledError::NotInstalled { node: node.into(), file })
+            }
+            Err(e) => return Err(InstalledError::Unreadable { file, message: e.to_string() }),
+        };
+        let record: Self = serde_yaml::from_str(&text)
+            .map_err(|e| InstalledError::Unreadable { file: file.clone(), message: e.to_string() })?;
+        let journal_file = dir.join("setup.journal");
+        let journal = Journal::open(&journal_file)
+            .map_err(|e| InstalledError::Unreadable { file: journal_file.clone(), message: e.to_string() })?;
+        if !journal.is_done(LAST_SETUP_STEP) {
+            return Err(InstalledError::Unfinished { node: node.into(), journal: journal_file });
+        }
+        Ok(record)
+    }
+
+    /// This node's record in the management directory `/data/cias`.
+    pub fn load(node: &str) -> Result<Self, InstalledError> {
+        Self::load_from(Path::new(paths::MANAGEMENT_DIR), node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_finished_install_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = InstalledNode::load_from(dir.path(), "node2").unwrap_err();
+        assert!(err.to_string().contains("not installed"), "{err}");
+        let node = dir.path().join("nodes/node2");
+        std::fs::create_dir_all(&node).unwrap();
+        std::fs::write(
+            node.join("node.yaml"),
+            "name: node2\nrole: extension\nip: 10.254.1.1\npriority: 0\nrack: r\n",
+        )
+        .unwrap();
+        let mut journal = Journal::open(&node.join("setup.journal")).unwrap();
+        journal.mark_done("management").unwrap();
+        assert!(matches!(
+            InstalledNode::load_from(dir.path(), "node2"),
+            Err(InstalledError::Unfinished { .. })
+        ));
+        journal.mark_done(LAST_SETUP_STEP).unwrap();
+        let got = InstalledNode::load_from(dir.path(), "node2").unwrap();
+        assert_eq!((got.ip, got.priority.can_be_master()), (Ipv4Addr::new(10, 254, 1, 1), false));
+    }
+}

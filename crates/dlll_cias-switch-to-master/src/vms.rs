@@ -1,0 +1,211 @@
+//! The VMs after a takeover: ask `cias_core::takeover::plan` what is safe now, do it, and
+//! ask again until nothing waits for a lost node's fence time any more.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use cias_core::fence::LastSeen;
+use cias_core::host::Command;
+use cias_core::paths;
+use cias_core::proxmox::task;
+use cias_core::takeover::{self, Action, ClusterView, Inputs, ROUTER_VMID};
+
+use crate::timeline::Timeline;
+use crate::Ctx;
+
+/// How long a whole takeover may wait for lost nodes and tasks.
+const LIMIT: Duration = Duration::from_secs(15 * 60);
+const TASK_LIMIT: Duration = Duration::from_secs(10 * 60);
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn conf_path(node: &str, vmid: u32) -> String {
+    format!("/etc/pve/nodes/{node}/qemu-server/{vmid}.conf")
+}
+
+/// VMIDs that should run: those the master's VMID map saw running, and those marked onboot.
+fn should_run(ctx: &Ctx, view: &ClusterView) -> Result<BTreeSet<u32>> {
+    let mut run = BTreeSet::new();
+    let map = ctx.host.execute(&Command::query_argv(&["cat", paths::VMID_MAP_FILE]))?;
+    if map.success() {
+        run.extend(
+            takeover::parse_vmid_map(&map.stdout)
+                .into_iter()
+                .filter(|e| e.status == "running")
+                .map(|e| e.vmid),
+        );
+    }
+    for vm in &view.vms {
+        let conf = ctx.host.execute(&Command::query_argv(&["cat", &conf_path(&vm.node, vm.vmid)]))?;
+        if conf.success() && takeover::onboot(&conf.stdout) {
+            run.insert(vm.vmid);
+        }
+    }
+    Ok(run)
+}
+
+/// Starts an API task (`pvesh create ...`, proxied to the node it names) and waits for it:
+/// such calls exit 0 even when their task fails, so only the task status counts.
+fn api_task(ctx: &Ctx, path: &str, params: &[&str]) -> Result<()> {
+    let mut argv = vec!["pvesh", "create", path];
+    argv.extend_from_slice(params);
+    argv.extend(["--output-format", "json"]);
+    let out = ctx.host.run(&Command::from_argv(&argv).timeout(Duration::from_secs(120)))?;
+    if ctx.dry_run {
+        return Ok(());
+    }
+    let upid: String = serde_json_string(&out.stdout)
+        .with_context(|| format!("`pvesh create {path}` printed no task id"))?;
+    task::wait(ctx.host.as_ref(), &upid, TASK_LIMIT)?;
+    Ok(())
+}
+
+/// pvesh prints a JSON string; accept a bare UPID too.
+fn serde_json_string(text: &str) -> Option<String> {
+    let t = text.trim();
+    let t = t.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(t);
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+fn start(ctx: &Ctx, vmid: u32, node: &str) -> Result<()> {
+    api_task(ctx, &format!("/nodes/{node}/qemu/{vmid}/status/start"), &[])
+}
+
+/// The newest backup archive of `vmid`: the router's local copy first (it is there even when
+/// MooseFS is not), else the newest vzdump archive on MooseFS.
+fn newest_archive(ctx: &Ctx, vmid: u32) -> Result<String> {
+    if vmid == ROUTER_VMID
+        && ctx.host.execute(&Command::query_argv(&["test", "-s", paths::ROUTER_LOCAL_COPY]))?.success()
+    {
+        return Ok(paths::ROUTER_LOCAL_COPY.into());
+    }
+    let dump = format!("{}/dump", paths::MFS_MOUNT);
+    let pattern = format!("vzdump-qemu-{vmid}-*");
+    let found =
+        ctx.host.execute(&Command::query_argv(&["find", &dump, "-maxdepth", "1", "-name", &pattern]))?;
+    let mut archives: Vec<&str> =
+        found.stdout.lines().filter(|l| !l.ends_with(".log") && !l.ends_with(".notes")).collect();
+    archives.sort();
+    archives.last().map(|a| a.to_string()).with_context(|| format!("VM {vmid} has no backup in {dump}"))
+}
+
+/// Whether the VM's first disk still exists (on shared storage it survives its node).
+fn disk_exists(ctx: &Ctx, config: &str) -> Result<bool> {
+    let Some(volume) = takeover::first_disk(config) else { return Ok(true) };
+    let path = ctx.host.execute(&Command::query_argv(&["pvesm", "path", &volume]))?;
+    if !path.success() {
+        return Ok(false);
+    }
+    Ok(ctx.host.execute(&Command::query_argv(&["test", "-e", path.stdout.trim()]))?.success())
+}
+
+/// Moves a lost node's VM to `to` (the documented way: rename its config inside /etc/pve,
+/// which needs quorum) and starts it; restores from the newest backup when its disk is gone.
+fn recover(ctx: &Ctx, tl: &mut Timeline, vmid: u32, from: &str, to: &str, run: bool) -> Result<()> {
+    let config = ctx.host.run(&Command::query_argv(&["cat", &conf_path(from, vmid)]))?.stdout;
+    let disk = disk_exists(ctx, &config)?;
+    ctx.host.run(&Command::from_argv(&["mv", &conf_path(from, vmid), &conf_path(to, vmid)]))?;
+    if !disk {
+        if to != ctx.node {
+            bail!("the disk of VM {vmid} is gone; restore it on {to} from its newest backup by hand (qmrestore --force)");
+        }
+        let archive = newest_archive(ctx, vmid)?;
+        tl.note(&format!(
+            "the disk of VM {vmid} is gone: restoring it from {archive} (data since that backup is lost)"
+        ));
+        ctx.host.run(
+            &Command::from_argv(&["qmrestore", &archive, &vmid.to_string(), "--force", "1"])
+                .timeout(TASK_LIMIT),
+        )?;
+    }
+    if run {
+        start(ctx, vmid, to)?;
+    }
+    Ok(())
+}
+
+fn execute(ctx: &Ctx, tl: &mut Timeline, action: &Action) -> Result<()> {
+    match action {
+        Action::MigrateHere { vmid, from, online } => {
+            let mut params = vec!["--target", ctx.node.as_str()];
+            if *online {
+                params.extend(["--online", "1"]);
+            }
+            api_task(ctx, &format!("/nodes/{from}/qemu/{vmid}/migrate"), &params)
+        }
+        Action::Recover { vmid, from, to, start } => recover(ctx, tl, *vmid, from, to, *start),
+        Action::Start { vmid, node } => start(ctx, *vmid, node),
+    }
+}
+
+/// Brings every VM where the rules say, waiting for lost nodes' fence time as needed.
+pub fn reconcile(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
+    let started = Instant::now();
+    let first_look = now_ms();
+    let recovery_wait = ctx.settings.fencing.recovery_wait();
+    let mut failed: BTreeSet<u32> = BTreeSet::new();
+    let mut announced: BTreeSet<String> = BTreeSet::new();
+    let mut should = None;
+    loop {
+        let view = ctx.view()?;
+        if !view.quorate {
+            bail!("this node lost quorum during the takeover; it stops here (the fence service takes over)");
+        }
+        let should_run = match &should {
+            Some(s) => s,
+            None => should.insert(should_run(ctx, &view)?),
+        };
+        let seen = LastSeen::load(&LastSeen::file());
+        let now = now_ms();
+        // A node never seen (no fence service record) counts as lost since this takeover looked.
+        let lost_for: BTreeMap<String, Duration> = view
+            .lost()
+            .into_iter()
+            .map(|n| {
+                (n.to_string(), seen.lost_for(n, now).unwrap_or(Duration::from_millis(now - first_look)))
+            })
+            .collect();
+        let inputs = Inputs { me: &ctx.node, lost_for: &lost_for, recovery_wait, should_run };
+        let plan = takeover::plan(&view, &inputs);
+        let actions: Vec<&Action> = plan.actions.iter().filter(|a| !failed.contains(&vmid_of(a))).collect();
+        for (node, left) in &plan.waiting {
+            if announced.insert(node.clone()) {
+                tl.note(&format!(
+                    "{node} is lost: its VMs wait {:.0}s more (fence delay {}s + margin {}s) so it has stopped them itself",
+                    left.as_secs_f64(),
+                    ctx.settings.fencing.delay_secs,
+                    ctx.settings.fencing.margin_secs
+                ));
+            }
+        }
+        if actions.is_empty() && plan.waiting.is_empty() {
+            break;
+        }
+        for action in actions {
+            if tl.step(&action.to_string(), |tl| execute(ctx, tl, action)).is_err() {
+                failed.insert(vmid_of(action));
+            }
+        }
+        if ctx.dry_run {
+            break;
+        }
+        if started.elapsed() > LIMIT {
+            bail!("gave up after {}s with VMs still waiting", LIMIT.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("VMs not brought back: {}", failed.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
+    }
+}
+
+fn vmid_of(action: &Action) -> u32 {
+    match action {
+        Action::MigrateHere { vmid, .. } | Action::Recover { vmid, .. } | Action::Start { vmid, .. } => *vmid,
+    }
+}

@@ -1,0 +1,295 @@
+//! Master takeover and self-fencing in a real 3-node lab installed by dlll_cias-setup
+//! (issue 6, "Done when"). One installed lab serves every phase, in this order: concurrent
+//! takeover calls run once; bad input changes nothing; a real split brain (partition of the
+//! master) fences the old master and the majority takes over; the master is powered off and
+//! another node takes over; with two of three nodes off the survivor refuses.
+//! A writer on node 3 appends fsync'd numbered records to MooseFS the whole time; a VM runs on
+//! node 2; the router runs on the master. Each phase prints its measured timeline.
+
+#![allow(clippy::print_stderr)]
+
+use std::time::{Duration, Instant};
+
+use xtask::demo;
+use xtask::lab::{Lab, LabConfig, Node};
+
+struct Down;
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = Lab::down();
+    }
+}
+
+const MASTER_VIP: &str = "10.254.0.254";
+const EXTERNAL_VIP: &str = "192.168.56.101";
+const ROUTER_IP: &str = "10.0.0.254";
+const VM: u32 = 2101;
+
+fn sh(lab: &Lab, node: Node, script: &str) -> String {
+    lab.sh(node, script).unwrap_or_else(|e| panic!("{node}: {script}: {e:#}"))
+}
+
+fn holds(lab: &Lab, node: Node, ip: &str) -> bool {
+    lab.is_up(node)
+        && lab.sh(node, "ip -o -4 addr show").map(|a| a.contains(&format!(" {ip}/"))).unwrap_or(false)
+}
+
+fn holders(lab: &Lab, ip: &str) -> Vec<Node> {
+    lab.nodes().iter().copied().filter(|&n| holds(lab, n, ip)).collect()
+}
+
+/// Polls `check` every 100 ms for up to `limit`; returns when it first held.
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Where VM `vmid` runs, as a node of the quorate side sees it.
+fn running_on(lab: &Lab, seen_from: Node, vmid: u32) -> Option<String> {
+    let json = lab.sh(seen_from, "pvesh get /cluster/resources --type vm --output-format json").ok()?;
+    let vms: Vec<cias_core::proxmox::pvesh::VmResource> = serde_json::from_str(&json).ok()?;
+    vms.into_iter().find(|v| v.vmid == vmid && v.status == "running").map(|v| v.node)
+}
+
+/// Heartbeat records `(node, unix_ms)` of a VM's disk, in file order.
+fn heartbeats(lab: &Lab, reader: Node, vmid: u32) -> Vec<(String, u64)> {
+    let disk = format!("/mnt/mfs/images/{vmid}/vm-{vmid}-disk-0.raw");
+    sh(lab, reader, &format!("grep -a '^HB {vmid} ' {disk} || true"))
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.get(2)?.to_string(), f.get(4)?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The heartbeat proof: once the VM moved to another node, the old node never wrote again,
+/// and no two nodes wrote in the same second.
+fn never_ran_twice(lab: &Lab, reader: Node, vmid: u32) {
+    let beats = heartbeats(lab, reader, vmid);
+    assert!(!beats.is_empty(), "VM {vmid} wrote no heartbeat");
+    let mut finished: Vec<String> = vec![];
+    for w in beats.windows(2) {
+        let ((a, ta), (b, tb)) = (&w[0], &w[1]);
+        if a != b {
+            assert!(!finished.contains(b), "VM {vmid}: {b} wrote again after handing over: {beats:?}");
+            assert!(tb > ta, "VM {vmid}: {b} started before {a}'s last record");
+            finished.push(a.clone());
+        }
+    }
+}
+
+/// Every record the writer had fsync'd (listed in its local acknowledgement file) is on MooseFS.
+fn writer_lost_nothing(lab: &Lab, writer: Node) -> usize {
+    let acked: Vec<u64> =
+        sh(lab, writer, "cat /root/acked").lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let stored: std::collections::BTreeSet<u64> =
+        sh(lab, writer, "cat /mnt/mfs/writer.log").lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let lost: Vec<&u64> = acked.iter().filter(|n| !stored.contains(n)).collect();
+    assert!(lost.is_empty(), "fsync'd records lost: {lost:?}");
+    acked.len()
+}
+
+fn acked(lab: &Lab, writer: Node) -> usize {
+    lab.sh(writer, "wc -l < /root/acked").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+fn master(lab: &Lab) -> Node {
+    let h = holders(lab, MASTER_VIP);
+    assert_eq!(h.len(), 1, "exactly one master expected, got {h:?}");
+    h[0]
+}
+
+/// Waits until the writer on `writer` has acknowledged new records after `before`.
+fn writer_resumes(lab: &Lab, writer: Node, before: usize) -> Duration {
+    wait_for("the writer to resume", Duration::from_secs(30), || acked(lab, writer) > before + 1)
+}
+
+#[test]
+fn takeover_fences_recovers_and_refuses_without_quorum() {
+    let t0 = Instant::now();
+    let step = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
+    let lab = Lab::up(&LabConfig::default()).unwrap();
+    let _down = Down;
+    let (n1, n2, n3) = (Node::new(1).unwrap(), Node::new(2).unwrap(), Node::new(3).unwrap());
+    demo::install_cluster(&lab).unwrap();
+    step("installed; a VM on node2, the writer on node3");
+    sh(
+        &lab,
+        n2,
+        &format!("qm create {VM} --name app --memory 512 --scsi0 a_mfs:1 --onboot 1 && qm start {VM}"),
+    );
+    sh(
+        &lab,
+        n3,
+        "systemd-run --unit=cias-writer --quiet sh -c 'i=0; while :; do i=$((i+1)); \
+         if echo $i >> /mnt/mfs/writer.log && sync /mnt/mfs/writer.log; then echo $i >> /root/acked; fi; \
+         sleep 0.1; done'",
+    );
+    wait_for("the writer", Duration::from_secs(10), || acked(&lab, n3) > 3);
+    assert_eq!(master(&lab), n1);
+    assert_eq!(running_on(&lab, n1, 100).as_deref(), Some("node1"));
+    // The master's VMID map, as its cron job writes it every minute.
+    sh(&lab, n1, "dlll_cias-watch vmids && grep -q '^2101 node2 running' /mnt/mfs/cias/pve_master_vmid.conf");
+
+    step("two takeover calls at the same moment run once");
+    sh(
+        &lab,
+        n1,
+        "cp /data/cias/nodes/node1/takeover.log /root/before.log 2>/dev/null || touch /root/before.log",
+    );
+    sh(
+        &lab,
+        n1,
+        "dlll_cias-switch-to-master --from-keepalived & dlll_cias-switch-to-master --from-keepalived & wait",
+    );
+    let log = sh(&lab, n1, "diff /root/before.log /data/cias/nodes/node1/takeover.log | grep '^>' || true");
+    assert_eq!(log.matches("keepalived notify_master on node1").count(), 1, "one takeover ran:\n{log}");
+    assert_eq!(log.matches("a takeover is already running").count(), 1, "the other one did nothing:\n{log}");
+
+    step("bad input: a corrupt settings file, an uninstalled node");
+    sh(&lab, n1, "sed 's/^domain:/domian:/' /data/cias/cias.yaml > /root/corrupt.yaml");
+    let marker = "touch /root/marker && sleep 1";
+    sh(&lab, n1, marker);
+    let out = lab.exec(n1, &["dlll_cias-switch-to-master", "--config", "/root/corrupt.yaml"]).unwrap();
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("/root/corrupt.yaml:") && out.stderr.contains("domian"), "{}", out.stderr);
+    let out = lab
+        .exec(n1, &["unshare", "--uts", "sh", "-c", "hostname node9 && dlll_cias-switch-to-master"])
+        .unwrap();
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("not installed"), "{}", out.stderr);
+    let changed = sh(&lab, n1, "find /data/cias /etc/keepalived /var/lib/mfs -newer /root/marker -not -name 'metadata*' -not -name 'changelog*' | sort");
+    assert_eq!(changed.trim(), "", "bad input changed files");
+
+    step("split brain: node1 (master) cut off from node2 and node3, links up");
+    let before = acked(&lab, n3);
+    let cut = Instant::now();
+    lab.partition(&[vec![n1], vec![n2, n3]]).unwrap();
+    let at = |_: Duration| cut.elapsed();
+    let dropped =
+        at(wait_for("node1 to drop its VIPs", Duration::from_secs(20), || !holds(&lab, n1, MASTER_VIP)));
+    let fenced_master = at(wait_for("node1 to stop its mfsmaster", Duration::from_secs(20), || {
+        sh(&lab, n1, "pgrep -x mfsmaster || true").trim().is_empty()
+    }));
+    let taken = at(wait_for("node2 or node3 to take the VIPs", Duration::from_secs(20), || {
+        holds(&lab, n2, MASTER_VIP) || holds(&lab, n3, MASTER_VIP)
+    }));
+    let new = if holds(&lab, n2, MASTER_VIP) { n2 } else { n3 };
+    assert!(holds(&lab, new, EXTERNAL_VIP), "{new} holds the external VIP too");
+    let resumed = at(writer_resumes(&lab, n3, before));
+    let vms_stopped = at(wait_for("node1 to stop its VMs (fence delay)", Duration::from_secs(40), || {
+        sh(&lab, n1, "pgrep -f 'vm-run 100' || true").trim().is_empty()
+    }));
+    let router_back = at(wait_for("the router on the new master", Duration::from_secs(60), || {
+        running_on(&lab, new, 100).as_deref() == Some(new.name().as_str())
+    }));
+    eprintln!(
+        "  timeline after the partition (s): node1 dropped its VIPs {:.1}, stopped its mfsmaster {:.1}; \
+         {new} holds the VIPs {:.1}; writer resumed {:.1}; node1 stopped its VMs {:.1}; router runs on {new} {:.1}",
+        dropped.as_secs_f64(),
+        fenced_master.as_secs_f64(),
+        taken.as_secs_f64(),
+        resumed.as_secs_f64(),
+        vms_stopped.as_secs_f64(),
+        router_back.as_secs_f64()
+    );
+    assert!(
+        dropped < Duration::from_secs(10) && fenced_master < Duration::from_secs(10),
+        "node1 fenced itself too slowly"
+    );
+    assert!(resumed < Duration::from_secs(15), "the writer stalled {resumed:?}");
+    never_ran_twice(&lab, new, 100);
+    lab.heal().unwrap();
+    wait_for("node1 back in the quorum", Duration::from_secs(20), || {
+        lab.exec(n1, &["pvecm", "status"]).map(|o| o.status == 0).unwrap_or(false)
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    for ip in [MASTER_VIP, EXTERNAL_VIP, ROUTER_IP] {
+        assert_eq!(holders(&lab, ip).len(), 1, "{ip} is held by {:?} after heal", holders(&lab, ip));
+    }
+    assert_eq!(master(&lab), new, "node1 came back as a BACKUP and did not take the role back");
+    assert_eq!(running_on(&lab, new, VM).as_deref(), Some("node2"), "the VM of node2 was never touched");
+    writer_lost_nothing(&lab, n3);
+
+    step(&format!("power-off of the master {new}"));
+    let before = acked(&lab, n3);
+    let off = Instant::now();
+    lab.power_off(new).unwrap();
+    let survivors: Vec<Node> = [n1, n2, n3].into_iter().filter(|&n| n != new).collect();
+    let at = |_: Duration| off.elapsed();
+    let vip_time = at(wait_for("a survivor to hold both VIPs", Duration::from_secs(20), || {
+        survivors.iter().any(|&n| holds(&lab, n, MASTER_VIP) && holds(&lab, n, EXTERNAL_VIP))
+    }));
+    let next = *survivors.iter().find(|&&n| holds(&lab, n, MASTER_VIP)).unwrap();
+    let mfs_time = at(wait_for("the new mfsmaster", Duration::from_secs(20), || {
+        lab.sh(next, &format!("exec 3<>/dev/tcp/{MASTER_VIP}/9421")).is_ok()
+    }));
+    let resumed = survivors.contains(&n3).then(|| at(writer_resumes(&lab, n3, before)));
+    let router_time = at(wait_for("the router on the new master", Duration::from_secs(60), || {
+        running_on(&lab, next, 100).as_deref() == Some(next.name().as_str())
+    }));
+    eprintln!(
+        "  timeline after the power-off (s): {next} holds both VIPs {:.1}; mfsmaster answers {:.1}; writer resumed {}; \
+         router runs on {next} {:.1}",
+        vip_time.as_secs_f64(),
+        mfs_time.as_secs_f64(),
+        resumed.map(|d| format!("{:.1}", d.as_secs_f64())).unwrap_or_else(|| "-".into()),
+        router_time.as_secs_f64()
+    );
+    assert!(vip_time < Duration::from_secs(6), "VIPs moved after {vip_time:?}");
+    assert!(
+        mfs_time - vip_time < Duration::from_secs(2),
+        "mfsmaster answered {:?} after the VIP",
+        mfs_time - vip_time
+    );
+    if let Some(resumed) = resumed {
+        assert!(resumed < Duration::from_secs(15), "the writer stalled {resumed:?}");
+    }
+    never_ran_twice(&lab, next, 100);
+    if new == n2 {
+        wait_for("the VM of the dead node recovered", Duration::from_secs(60), || {
+            running_on(&lab, next, VM).is_some()
+        });
+        never_ran_twice(&lab, next, VM);
+    }
+    if survivors.contains(&n3) {
+        let n = writer_lost_nothing(&lab, n3);
+        eprintln!("  writer: all {n} fsync'd records present");
+    }
+    let mails = lab.mail().unwrap();
+    let report = mails
+        .iter()
+        .rev()
+        .find(|m| m.header("Subject").is_some_and(|s| s.contains(&format!("{next} is the new master"))))
+        .unwrap_or_else(|| panic!("no takeover mail from {next}"));
+    let body = report.body();
+    for expected in ["MooseFS master promoted", "mfsmaster answers clients", "recover VM 100", "done in"] {
+        assert!(body.contains(expected), "the mail lacks '{expected}':\n{body}");
+    }
+
+    step("two of three nodes off: the survivor refuses");
+    let last = *survivors.iter().find(|&&n| n != next).unwrap();
+    lab.power_off(next).unwrap();
+    wait_for("the survivor to lose quorum", Duration::from_secs(20), || {
+        lab.exec(last, &["pvecm", "status"]).map(|o| o.status == 2).unwrap_or(false)
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(!holds(&lab, last, MASTER_VIP), "{last} must not become master without quorum");
+    let out = lab.exec(last, &["dlll_cias-switch-to-master"]).unwrap();
+    assert_eq!(out.status, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("not in the quorate partition"), "{}", out.stderr);
+    assert!(sh(&lab, last, "pgrep -x mfsmaster || true").trim().is_empty(), "no mfsmaster on {last}");
+    let told = lab.mail().unwrap().iter().any(|m| {
+        m.header("Subject").is_some_and(|s| s.contains(&format!("{last} refused to become master")))
+            && m.body().contains("not in the quorate partition")
+    });
+    assert!(told, "the administrator is told why");
+    step("done");
+}
