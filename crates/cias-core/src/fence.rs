@@ -1,5 +1,5 @@
 //! Self-fencing (SPEC section 7): every node watches its own quorum every second. A node that
-//! leaves the quorate partition stops its mfsmaster at once and, once it has been out for the
+//! leaves the quorate partition stops its mfsmaster once the loss is confirmed ([`CONFIRM`]) and, once it has been out for the
 //! fence delay, its VMs, so the quorate side can safely start them elsewhere. The quorate side
 //! records when it last saw each member ([`LastSeen`]) so it knows how long a node has been gone.
 
@@ -63,10 +63,16 @@ pub enum FenceAction {
     Rejoined,
 }
 
+/// How long quorum must stay lost before the node acts: two readings one second apart, the
+/// same as keepalived's `fall 2` on the quorum check, so a one-reading blip (seen while a node
+/// joins) neither drops the VIPs nor kills the master.
+pub const CONFIRM: Duration = Duration::from_secs(2);
+
 /// The self-fence state machine of one node.
 #[derive(Debug, Clone, Default)]
 pub struct SelfFence {
     lost_since_ms: Option<u64>,
+    master_stopped: bool,
     vms_stopped: bool,
 }
 
@@ -78,27 +84,27 @@ impl SelfFence {
 
     /// Feeds one quorum reading; returns what to do now.
     pub fn tick(&mut self, quorate: bool, now_ms: u64, delay: Duration) -> Vec<FenceAction> {
-        match (quorate, self.lost_since_ms) {
-            (true, None) => vec![],
-            (true, Some(_)) => {
-                *self = Self::default();
-                vec![FenceAction::Rejoined]
-            }
-            (false, None) => {
-                self.lost_since_ms = Some(now_ms);
-                vec![FenceAction::StopMaster]
-            }
-            (false, Some(since)) => {
-                let out_for = Duration::from_millis(now_ms.saturating_sub(since));
-                if out_for >= delay && !self.vms_stopped {
-                    self.vms_stopped = true;
-                    // The master was stopped already; stop it again in case someone restarted it.
-                    vec![FenceAction::StopMaster, FenceAction::StopVms]
-                } else {
-                    vec![]
-                }
-            }
+        if quorate {
+            let acted = self.master_stopped;
+            *self = Self::default();
+            return if acted { vec![FenceAction::Rejoined] } else { vec![] };
         }
+        let since = *self.lost_since_ms.get_or_insert(now_ms);
+        let out_for = Duration::from_millis(now_ms.saturating_sub(since));
+        let mut actions = vec![];
+        if out_for >= CONFIRM && !self.master_stopped {
+            self.master_stopped = true;
+            actions.push(FenceAction::StopMaster);
+        }
+        if out_for >= delay.max(CONFIRM) && !self.vms_stopped {
+            self.vms_stopped = true;
+            // Stop the master again in case someone restarted it meanwhile.
+            if !actions.contains(&FenceAction::StopMaster) {
+                actions.push(FenceAction::StopMaster);
+            }
+            actions.push(FenceAction::StopVms);
+        }
+        actions
     }
 }
 
@@ -107,24 +113,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn losing_quorum_stops_the_master_at_once_and_the_vms_after_the_delay() {
+    fn losing_quorum_stops_the_master_once_confirmed_and_the_vms_after_the_delay() {
         let delay = Duration::from_secs(10);
         let mut f = SelfFence::default();
         assert_eq!(f.tick(true, 0, delay), vec![]);
-        assert_eq!(f.tick(false, 1_000, delay), vec![FenceAction::StopMaster]);
+        assert_eq!(f.tick(false, 1_000, delay), vec![]);
+        assert_eq!(f.tick(false, 3_000, delay), vec![FenceAction::StopMaster]);
         assert_eq!(f.tick(false, 10_999, delay), vec![]);
         assert_eq!(f.tick(false, 11_000, delay), vec![FenceAction::StopMaster, FenceAction::StopVms]);
         assert_eq!(f.tick(false, 12_000, delay), vec![], "VMs are stopped once");
         assert_eq!(f.tick(true, 13_000, delay), vec![FenceAction::Rejoined]);
-        assert_eq!(f.tick(false, 14_000, delay), vec![FenceAction::StopMaster], "a new loss starts over");
+        assert_eq!(f.tick(false, 14_000, delay), vec![], "a new loss starts over");
+        assert_eq!(f.tick(false, 16_000, delay), vec![FenceAction::StopMaster]);
     }
 
     #[test]
-    fn a_short_loss_does_not_stop_the_vms() {
+    fn a_blip_shorter_than_the_confirmation_does_nothing() {
         let delay = Duration::from_secs(10);
         let mut f = SelfFence::default();
-        f.tick(false, 0, delay);
-        assert_eq!(f.tick(true, 5_000, delay), vec![FenceAction::Rejoined]);
+        assert_eq!(f.tick(false, 0, delay), vec![]);
+        assert_eq!(f.tick(false, 1_000, delay), vec![]);
+        assert_eq!(f.tick(true, 2_000, delay), vec![], "nothing was done, nothing to undo");
         assert_eq!(f.tick(true, 20_000, delay), vec![]);
     }
 

@@ -101,6 +101,19 @@ fn stop_vms(host: &dyn Host) -> Result<String> {
     Ok(if killed.is_empty() { "no VM ran here".into() } else { format!("VMs killed: {}", killed.join(", ")) })
 }
 
+/// Back in the quorate partition. If keepalived kept the VIPs through a short loss, nobody
+/// else took over and the master this service killed must come back: run the takeover again.
+fn rejoined(host: &dyn Host, settings: &ClusterSettings) -> Result<String> {
+    let addrs = host.run(&Command::query_argv(&["ip", "-o", "-4", "addr", "show"]))?.stdout;
+    if !addrs.contains(&format!(" {}/", settings.internal.master_vip)) {
+        return Ok("quorum regained: this node is a plain BACKUP".into());
+    }
+    let takeover = format!("{}/dlll_cias-switch-to-master", cias_core::paths::BIN_DIR);
+    // In its own unit: the takeover may wait minutes, and this loop must keep watching.
+    host.run(&Command::from_argv(&["systemd-run", "--quiet", "--collect", &takeover, "--from-keepalived"]))?;
+    Ok("quorum regained while holding the master VIP: takeover started again".into())
+}
+
 fn run(config: &std::path::Path) -> Result<()> {
     let settings = ClusterSettings::load(config)?;
     let node = cias_core::paths::node_name().context("cannot read this node's host name")?;
@@ -126,7 +139,7 @@ fn run(config: &std::path::Path) -> Result<()> {
                 FenceAction::StopMaster => stop_master(&host).map(|o| format!("quorum lost: {o}")),
                 FenceAction::StopVms => stop_vms(&host)
                     .map(|o| format!("out of quorum for {}s (the fence delay): {o}", delay.as_secs())),
-                FenceAction::Rejoined => Ok("quorum regained: this node is a plain BACKUP again".into()),
+                FenceAction::Rejoined => rejoined(&host, &settings),
             };
             match outcome {
                 Ok(message) => tracing::warn!("{message}"),
