@@ -98,12 +98,36 @@ fn stop_vms(host: &dyn Host) -> Result<String> {
             killed.push(vmid.to_string());
         }
     }
-    Ok(if killed.is_empty() { "no VM ran here".into() } else { format!("VMs killed: {}", killed.join(", ")) })
+    // A VM blocked in I/O on the shared storage cannot die until that I/O returns, and the
+    // write would then land after the quorate side started the VM elsewhere. A forced unmount
+    // aborts every pending MooseFS request at once: this node is cut off the shared storage.
+    let mounted = host.run(&Command::query_argv(&["cat", "/proc/mounts"]))?.stdout;
+    let mfs = cias_core::paths::MFS_MOUNT;
+    let cut = if mounted.lines().any(|l| l.split_whitespace().nth(1) == Some(mfs)) {
+        host.execute(&Command::from_argv(&["umount", "-f", "-l", mfs]))?;
+        format!("; {mfs} force-unmounted (pending writes aborted)")
+    } else {
+        String::new()
+    };
+    let vms = if killed.is_empty() {
+        "no VM ran here".to_string()
+    } else {
+        format!("VMs killed: {}", killed.join(", "))
+    };
+    Ok(format!("{vms}{cut}"))
 }
 
 /// Back in the quorate partition. If keepalived kept the VIPs through a short loss, nobody
 /// else took over and the master this service killed must come back: run the takeover again.
 fn rejoined(host: &dyn Host, settings: &ClusterSettings) -> Result<String> {
+    let mfs = cias_core::paths::MFS_MOUNT;
+    let mounted = host.run(&Command::query_argv(&["cat", "/proc/mounts"]))?.stdout;
+    if !mounted.lines().any(|l| l.split_whitespace().nth(1) == Some(mfs)) {
+        // The fence unmounted it; fstab knows how to mount it again.
+        if let Err(e) = host.run(&Command::from_argv(&["mount", mfs])) {
+            tracing::error!("cannot mount {mfs} again - {e}");
+        }
+    }
     let addrs = host.run(&Command::query_argv(&["ip", "-o", "-4", "addr", "show"]))?.stdout;
     if !addrs.contains(&format!(" {}/", settings.internal.master_vip)) {
         return Ok("quorum regained: this node is a plain BACKUP".into());

@@ -63,9 +63,10 @@ fn api_task(ctx: &Ctx, path: &str, params: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// pvesh prints a JSON string; accept a bare UPID too.
+/// The UPID a task-starting pvesh call prints last (after the task's log, when it ran in the
+/// foreground), as a JSON string or bare.
 fn serde_json_string(text: &str) -> Option<String> {
-    let t = text.trim();
+    let t = text.lines().rev().find(|l| !l.trim().is_empty())?.trim();
     let t = t.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(t);
     (!t.is_empty()).then(|| t.to_string())
 }

@@ -23,6 +23,10 @@ pub struct Env {
     pub run: PathBuf,
     /// This node's name: the hostname up to its first dot, as Proxmox's `nodename()`.
     pub node: String,
+    /// Pid files of running VMs, where Proxmox keeps them (`/var/run/qemu-server`).
+    pub pids: PathBuf,
+    /// The ssh client for node-to-node calls (`PVE_STANDIN_SSH`; the format tests use a fake).
+    pub ssh: String,
 }
 
 impl Env {
@@ -34,6 +38,8 @@ impl Env {
             root: PathBuf::from(var("PVE_STANDIN_ROOT", "/etc/pve")),
             run: PathBuf::from(var("PVE_STANDIN_RUN", "/run/pve-standin")),
             node: std::env::var("PVE_STANDIN_NODE").unwrap_or(short),
+            pids: PathBuf::from(var("PVE_STANDIN_PIDS", "/run/qemu-server")),
+            ssh: var("PVE_STANDIN_SSH", "ssh"),
         }
     }
 

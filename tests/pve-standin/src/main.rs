@@ -58,6 +58,21 @@ impl From<std::io::Error> for Failure {
 
 pub type Result<T> = std::result::Result<T, Failure>;
 
+/// SSH between lab nodes (the root key login Proxmox sets up between members). Host keys are
+/// not checked here: the lab pins them by lab address, and members talk by ring address.
+pub const SSH_OPTIONS: &[&str] = &[
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "ConnectTimeout=5",
+    "-o",
+    "LogLevel=ERROR",
+];
+
 fn main() -> ExitCode {
     let mut argv: Vec<String> = std::env::args().collect();
     let invoked = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
@@ -77,6 +92,7 @@ fn main() -> ExitCode {
         }
         "heartbeat" => heartbeat::run(&env),
         "vm-run" => vmproc::run(&env, rest),
+        "vm-cleanup" => vmproc::cleanup(&env, rest),
         "task-done" => task::done(&env, rest),
         "router-call" => router::call(&env, rest),
         "ifreload" => ifreload::main(rest),

@@ -14,10 +14,21 @@ const NODE_MAXMEM: u64 = 16 << 30;
 const NODE_BASE_MEM: u64 = 1 << 30;
 
 pub fn main(env: &Env, raw: &[String]) -> Result<u8> {
+    // `pvesh --noproxy ...`, taken off before the command (pvesh.pm's compatibility code).
+    let (leading_noproxy, raw) = match raw.split_first() {
+        Some((first, rest)) if first == "--noproxy" => (true, rest),
+        _ => (false, raw),
+    };
     let args = Args::parse(raw)?;
     let verb = args.pos(0, "command")?;
     let path = args.pos(1, "api_path")?.trim_end_matches('/').to_string();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // pvesh runs a call on another node's path on that node (PVE/CLI/pvesh.pm `proxy_handler`).
+    if let ["nodes", node, _, ..] = parts.as_slice() {
+        if *node != env.node {
+            return proxy(env, node, verb, &path, &args, leading_noproxy || args.flag("noproxy"));
+        }
+    }
     let value = match (verb, parts.as_slice()) {
         ("get", ["cluster", "status"]) => cluster_status(env)?,
         ("get", ["cluster", "resources"]) => resources(env, args.opt("type"))?,
@@ -37,6 +48,9 @@ pub fn main(env: &Env, raw: &[String]) -> Result<u8> {
         }
         ("create", ["cluster", "config", "join"]) => api_join(env, &args)?,
         ("create", ["nodes", node, "migrateall"]) => migrateall(env, node, &args)?,
+        ("create", ["nodes", _, "qemu", vmid, "status", "start"]) => vm_start(env, vmid)?,
+        ("create", ["nodes", _, "qemu", vmid, "status", "stop"]) => vm_stop(env, vmid)?,
+        ("create", ["nodes", _, "qemu", vmid, "migrate"]) => vm_migrate(env, vmid, &args)?,
         ("delete", ["cluster", "backup", id]) => {
             delete_backup_job(env, id)?;
             Value::Null
@@ -339,12 +353,135 @@ fn api_join(env: &Env, args: &Args) -> Result<Value> {
     Ok(Value::from(upid))
 }
 
+/// Shell-quotes one word for the remote shell ssh hands the command to.
+fn shell_quote(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// Perl's display of the text a JSON decode failed before: 20 characters, escapes, `...`.
+fn perl_before(text: &str) -> String {
+    if text.is_empty() {
+        return "(end of string)".into();
+    }
+    let shown: String = text.chars().take(20).collect::<String>().replace('\n', "\\n");
+    if text.chars().count() > 20 {
+        shown + "..."
+    } else {
+        shown
+    }
+}
+
+/// `pvesh VERB /nodes/NODE/...` for another node, as PVE/CLI/pvesh.pm's `proxy_handler`: runs
+/// `pvesh --noproxy VERB PATH --output-format json ARGS` there over root ssh, then prints the
+/// decoded result in this call's format. The remote stderr comes through; on a remote failure
+/// its last line becomes `proxy handler failed: LINE` (pve-common `run_command` with `errmsg`),
+/// exit 255. An offline member gives ssh's connection error the same way.
+fn proxy(env: &Env, node: &str, verb: &str, path: &str, args: &Args, noproxy: bool) -> Result<u8> {
+    if !env.known_nodes()?.iter().any(|n| n == node) {
+        return Err(Failure::die(format!(
+            "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
+        )));
+    }
+    if noproxy {
+        return Err(Failure::die("proxy loop detected - aborting"));
+    }
+    let ip = cluster_ip(env, node);
+    if !env.quorum()?.online.iter().any(|n| n == node) {
+        return Err(Failure::die(format!(
+            "proxy handler failed: ssh: connect to host {ip} port 22: No route to host"
+        )));
+    }
+    let mut remote: Vec<String> = ["pvesh", "--noproxy", verb, path, "--output-format", "json"]
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect();
+    for (k, v) in
+        args.options.iter().filter(|(k, _)| !["output-format", "quiet", "noproxy"].contains(&k.as_str()))
+    {
+        remote.push(format!("--{k}"));
+        remote.push(shell_quote(v));
+    }
+    let out = std::process::Command::new(&env.ssh)
+        .args(crate::SSH_OPTIONS)
+        .arg(format!("root@{ip}"))
+        .args(&remote)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut lines: Vec<&str> = stderr.lines().collect();
+    let last = lines.pop();
+    lines.iter().for_each(|l| eprintln!("{l}"));
+    if !out.status.success() {
+        let reason = last
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("exit code {}", out.status.code().unwrap_or(255)));
+        return Err(Failure::die(format!("proxy handler failed: {reason}")));
+    }
+    if let Some(line) = last {
+        eprintln!("{line}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // A task's log precedes its UPID on the remote stdout, and decode_json refuses it.
+    let value: Value = serde_json::from_str(&stdout).map_err(|_| {
+        Failure::die(format!(
+            "malformed JSON string, neither tag, array, object, number, string or atom, at character offset 0 (before \"{}\")",
+            perl_before(&stdout)
+        ))
+    })?;
+    output::print(&value, args.opt("output-format"))?;
+    Ok(0)
+}
+
+fn parse_vmid(vmid: &str) -> Result<u32> {
+    vmid.parse().map_err(|_| crate::args::param_error("vmid", "type check ('integer') failed"))
+}
+
+/// `pvesh create /nodes/N/qemu/VMID/status/start`: checks quorum, then a `qmstart` task
+/// (qemu-server API2/Qemu.pm `vm_start`); a missing config or lock fails the task.
+fn vm_start(env: &Env, vmid: &str) -> Result<Value> {
+    let vmid = parse_vmid(vmid)?;
+    env.require_quorum()?;
+    let upid = task::cli_worker(env, "qmstart", &vmid.to_string(), || {
+        let config = vmconf::load(env, &env.node, vmid)?;
+        if let Some(lock) = config.get("lock") {
+            return Err(Failure::die(format!("VM is locked ({lock})")));
+        }
+        vmproc::start(env, vmid)
+    })?;
+    Ok(Value::from(upid))
+}
+
+/// `pvesh create /nodes/N/qemu/VMID/status/stop`: a `qmstop` task; stopping a stopped VM is OK.
+fn vm_stop(env: &Env, vmid: &str) -> Result<Value> {
+    let vmid = parse_vmid(vmid)?;
+    let upid = task::cli_worker(env, "qmstop", &vmid.to_string(), || {
+        vmconf::load(env, &env.node, vmid)?;
+        env.require_quorum()?;
+        vmproc::stop(env, vmid)
+    })?;
+    Ok(Value::from(upid))
+}
+
+/// `pvesh create /nodes/N/qemu/VMID/migrate --target T [--online 1]`: the checks of `qm
+/// migrate` before the task (the API's synchronous part), then a `qmigrate` task whose log
+/// goes to stdout before the UPID.
+fn vm_migrate(env: &Env, vmid: &str, args: &Args) -> Result<Value> {
+    let vmid = parse_vmid(vmid)?;
+    let target = args
+        .opt("target")
+        .ok_or_else(|| crate::args::param_error("target", "property is missing and it is not optional"))?;
+    let plan = crate::qm::migrate_checks(env, vmid, target, args.flag("online"))?;
+    let upid = task::cli_worker(env, "qmigrate", &vmid.to_string(), || crate::qm::migrate_work(env, &plan))?;
+    Ok(Value::from(upid))
+}
+
 /// `pvesh create /nodes/SRC/migrateall --target DST --max-workers N [--vms 100,101]`: prints
 /// the UPID and migrates in the background, one `qm migrate` (its own qmigrate task) per VM.
 fn migrateall(env: &Env, node: &str, args: &Args) -> Result<Value> {
-    if node != env.node {
-        return Err(Failure::die(format!("stand-in: run migrateall on node '{node}' itself")));
-    }
     let target = args
         .opt("target")
         .ok_or_else(|| crate::args::param_error("target", "property is missing and it is not optional"))?;

@@ -136,7 +136,23 @@ fn migrate_secs_per_gib(env: &Env) -> f64 {
 
 /// `qm migrate VMID TARGET [--online]`, shared disks only.
 fn migrate(env: &Env, vmid: u32, args: &Args) -> Result<u8> {
-    let target = args.pos(2, "target")?.to_string();
+    let plan = migrate_checks(env, vmid, args.pos(2, "target")?, args.flag("online"))?;
+    task::foreground(env, "qmigrate", &vmid.to_string(), || migrate_work(env, &plan))
+}
+
+/// A migration that passed its checks.
+pub struct Migration {
+    vmid: u32,
+    target: String,
+    target_ip: String,
+    config: vmconf::VmConfig,
+    was_running: bool,
+}
+
+/// The checks before the migration task starts (`qm migrate` and
+/// `POST /nodes/N/qemu/VMID/migrate` share them).
+pub fn migrate_checks(env: &Env, vmid: u32, target: &str, online: bool) -> Result<Migration> {
+    let target = target.to_string();
     let config = local(env, vmid)?;
     if target == env.node {
         return Err(Failure::die("target is local node."));
@@ -146,7 +162,7 @@ fn migrate(env: &Env, vmid: u32, args: &Args) -> Result<u8> {
         return Err(Failure::die(format!("no such cluster node '{target}'")));
     };
     let was_running = vmproc::running(env, vmid).is_some();
-    if was_running && !args.flag("online") {
+    if was_running && !online {
         return Err(Failure::die("can't migrate running VM without --online"));
     }
     if let Some(lock) = config.get("lock") {
@@ -165,20 +181,28 @@ fn migrate(env: &Env, vmid: u32, args: &Args) -> Result<u8> {
             return Err(Failure::die(format!("migration aborted - can't live migrate attached local disks without with-local-disks option (storage '{storage}')")));
         }
     }
-    task::foreground(env, "qmigrate", &vmid.to_string(), || {
+    Ok(Migration { vmid, target, target_ip, config, was_running })
+}
+
+/// The migration task itself: its log on stdout.
+pub fn migrate_work(env: &Env, plan: &Migration) -> Result<()> {
+    let Migration { vmid, target, target_ip, config, was_running } = plan;
+    let (vmid, was_running) = (*vmid, *was_running);
+    {
         let started = Instant::now();
         task::log(&format!("starting migration of VM {vmid} to node '{target}' ({target_ip})"));
         if was_running {
-            let gib = vmconf::memory_mib(&config) as f64 / 1024.0;
+            let gib = vmconf::memory_mib(config) as f64 / 1024.0;
             task::log("starting online/live migration");
             std::thread::sleep(Duration::from_secs_f64(gib * migrate_secs_per_gib(env)));
             vmproc::stop(env, vmid)?;
         }
-        std::fs::create_dir_all(env.qemu_dir(&target))?;
-        std::fs::rename(vmconf::path(env, &env.node, vmid), vmconf::path(env, &target, vmid))?;
+        std::fs::create_dir_all(env.qemu_dir(target))?;
+        std::fs::rename(vmconf::path(env, &env.node, vmid), vmconf::path(env, target, vmid))?;
         if was_running {
-            let status = Command::new("ssh")
-                .args(["-o", "BatchMode=yes", &format!("root@{target_ip}"), "qm", "start", &vmid.to_string()])
+            let status = Command::new(&env.ssh)
+                .args(crate::SSH_OPTIONS)
+                .args([&format!("root@{target_ip}"), "qm", "start", &vmid.to_string()])
                 .status()?;
             if !status.success() {
                 return Err(Failure::die(format!("ERROR: failed to start VM {vmid} on node '{target}'")));
@@ -186,7 +210,7 @@ fn migrate(env: &Env, vmid: u32, args: &Args) -> Result<u8> {
         }
         task::log(&format!("migration finished successfully (duration {})", hms(started.elapsed())));
         Ok(())
-    })
+    }
 }
 
 fn hms(d: Duration) -> String {

@@ -76,6 +76,15 @@ pub fn pvesm(env: &Env, raw: &[String]) -> Result<u8> {
     let args = Args::parse(raw)?;
     match args.positional.first().map(String::as_str) {
         Some("add") => add(env, &args),
+        Some("path") => {
+            // `pvesm path STORAGE:VOLUME` prints the file behind a volume.
+            let volid = args.pos(1, "volume")?;
+            let (storage, volume) = volid
+                .split_once(':')
+                .ok_or_else(|| Failure::die(format!("unable to parse volume ID '{volid}'")))?;
+            println!("{}", crate::vmconf::disk_file(env, storage, volume)?.display());
+            Ok(0)
+        }
         Some("remove") => {
             let id = args.pos(1, "storage")?;
             env.require_quorum()?;

@@ -52,6 +52,24 @@ pub fn foreground(env: &Env, kind: &str, id: &str, work: impl FnOnce() -> Result
     }
 }
 
+/// Runs `work` as a task started through `pvesh create` (pve-common's `fork_worker` in CLI
+/// mode): the task log goes to stdout, `TASK OK` is not printed, a failure prints its message
+/// on stderr; either way the caller prints the UPID and exits 0. The outcome is in the status.
+pub fn cli_worker(env: &Env, kind: &str, id: &str, work: impl FnOnce() -> Result<()>) -> Result<String> {
+    let upid = upid(&env.node, kind, id);
+    record(env, &upid, &env.node, kind, id, None)?;
+    let exit = match work() {
+        Ok(()) => "OK".to_string(),
+        Err(failure) => {
+            let message = failure.message.trim_end().replace('\n', " ");
+            eprintln!("{message}");
+            message
+        }
+    };
+    record(env, &upid, &env.node, kind, id, Some(&exit))?;
+    Ok(upid)
+}
+
 /// A task log line with Proxmox's timestamp prefix.
 pub fn log(line: &str) {
     println!("{} {line}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S"));

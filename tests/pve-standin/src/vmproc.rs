@@ -11,7 +11,7 @@ use crate::cluster::{now_ms, Env};
 use crate::{router, vmconf, Failure, Result};
 
 fn pid_file(env: &Env, vmid: u32) -> PathBuf {
-    env.run.join("qemu-server").join(format!("{vmid}.pid"))
+    env.pids.join(format!("{vmid}.pid"))
 }
 
 /// The VM process's pid when VMID runs on this node.
@@ -24,7 +24,7 @@ pub fn running(env: &Env, vmid: u32) -> Option<u32> {
 
 /// VMIDs running on this node.
 pub fn local_running(env: &Env) -> Result<Vec<u32>> {
-    let Ok(entries) = std::fs::read_dir(env.run.join("qemu-server")) else { return Ok(Vec::new()) };
+    let Ok(entries) = std::fs::read_dir(&env.pids) else { return Ok(Vec::new()) };
     let mut vmids: Vec<u32> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".pid")?.parse().ok())
@@ -46,15 +46,15 @@ pub fn start(env: &Env, vmid: u32) -> Result<()> {
     let exe = exe.to_string_lossy();
     let mut cmd = if Path::new("/run/systemd/system").exists() {
         // Under the node's systemd, so `lab power-off` and reboots treat it like qemu.
+        // A transient unit does not inherit this environment: pass the stand-in's own on.
         let mut c = Command::new("systemd-run");
-        c.args([
-            "--quiet",
-            "--collect",
-            &format!("--unit=pve-standin-vm-{vmid}"),
-            &exe,
-            "vm-run",
-            &vmid.to_string(),
-        ]);
+        c.args(["--quiet", "--collect", &format!("--unit=pve-standin-vm-{vmid}")]);
+        for (key, value) in std::env::vars().filter(|(k, _)| k.starts_with("PVE_STANDIN_")) {
+            c.arg(format!("--setenv={key}={value}"));
+        }
+        // When the VM process dies, however it dies, its NIC goes with it (as qemu's tap does).
+        c.arg(format!("--property=ExecStopPost={exe} vm-cleanup {vmid}"));
+        c.args([&*exe, "vm-run", &vmid.to_string()]);
         c
     } else {
         let mut c = Command::new(&*exe);
@@ -90,6 +90,19 @@ pub fn stop(env: &Env, vmid: u32) -> Result<()> {
     Ok(())
 }
 
+/// `pve-standin vm-cleanup VMID`: what goes away with a VM process (its unit's ExecStopPost).
+pub fn cleanup(env: &Env, args: &[String]) -> Result<u8> {
+    let vmid: u32 =
+        args.first().and_then(|a| a.parse().ok()).ok_or_else(|| Failure::die("usage: vm-cleanup VMID"))?;
+    if running(env, vmid).is_none() {
+        let _ = std::fs::remove_file(pid_file(env, vmid));
+        if vmid == router::VMID {
+            router::stop(env);
+        }
+    }
+    Ok(0)
+}
+
 /// `pve-standin vm-run VMID`: the VM itself.
 pub fn run(env: &Env, args: &[String]) -> Result<u8> {
     let vmid: u32 =
@@ -106,7 +119,7 @@ pub fn run(env: &Env, args: &[String]) -> Result<u8> {
     }
     let mut counter = last_counter(&disk, vmid);
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&disk)?;
-    std::fs::create_dir_all(env.run.join("qemu-server"))?;
+    std::fs::create_dir_all(&env.pids)?;
     std::fs::write(pid_file(env, vmid), std::process::id().to_string())?;
     loop {
         counter += 1;

@@ -134,8 +134,14 @@ impl Group {
         }
         fs::write(&kill_file, "1")
             .with_context(|| format!("cgroup {}: cannot write {}", self.name, kill_file.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(15);
         while self.populated() {
+            if started.elapsed() > Duration::from_secs(1) {
+                // A process blocked in a FUSE request of the node's own mfsmount (killed with
+                // it) never dies: abort those connections, as the power cut would have.
+                self.pids().iter().for_each(|&pid| abort_fuse_of(pid));
+            }
             if Instant::now() > deadline {
                 bail!("cgroup {}: processes {:?} survive cgroup.kill", self.name, self.pids());
             }
@@ -200,4 +206,24 @@ fn remove_tree(dir: &Path) -> Result<()> {
         }
     }
     fs::remove_dir(dir).with_context(|| format!("rmdir {}", dir.display()))
+}
+
+/// Aborts the FUSE connections of the file systems mounted in `pid`'s mount namespace.
+fn abort_fuse_of(pid: u32) {
+    let connections = Path::new("/sys/fs/fuse/connections");
+    if fs::read_dir(connections).map(|mut d| d.next().is_none()).unwrap_or(true) {
+        let _ = super::run::cmd(["mount", "-t", "fusectl", "fusectl", "/sys/fs/fuse/connections"]).run();
+    }
+    let Ok(mountinfo) = fs::read_to_string(format!("/proc/{pid}/mountinfo")) else { return };
+    for line in mountinfo.lines() {
+        let Some((head, tail)) = line.split_once(" - ") else { continue };
+        if !tail.starts_with("fuse") {
+            continue;
+        }
+        if let Some(minor) =
+            head.split_whitespace().nth(2).and_then(|dev| dev.split_once(':')).map(|(_, m)| m)
+        {
+            let _ = fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), "1");
+        }
+    }
 }
