@@ -11,6 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::paths;
 
+/// Now, in unix milliseconds (the unit of [`LastSeen`]).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// When each node was last seen in this node's quorate partition (unix milliseconds).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastSeen {
@@ -77,11 +85,6 @@ pub struct SelfFence {
 }
 
 impl SelfFence {
-    /// Since when this node has been without quorum, if it is.
-    pub fn lost_since_ms(&self) -> Option<u64> {
-        self.lost_since_ms
-    }
-
     /// Feeds one quorum reading; returns what to do now.
     pub fn tick(&mut self, quorate: bool, now_ms: u64, delay: Duration) -> Vec<FenceAction> {
         if quorate {

@@ -61,12 +61,11 @@ impl ClusterView {
         let status: Vec<ClusterStatusEntry> = pvesh::parse("pvesh get /cluster/status", status)?;
         let loads: Vec<NodeLoad> = pvesh::parse("pvesh get /nodes", nodes)?;
         let vms: Vec<VmResource> = pvesh::parse("pvesh get /cluster/resources", vms)?;
-        // A node in no cluster has no `cluster` entry: never quorate for a takeover.
-        let mut quorate = false;
+        let quorate = pvesh::partition(&status).0;
         let mut states = Vec::new();
         for entry in status {
             match entry {
-                ClusterStatusEntry::Cluster { quorate: q, .. } => quorate = q,
+                ClusterStatusEntry::Cluster { .. } => {}
                 ClusterStatusEntry::Node { name, online, .. } => {
                     let load = loads.iter().find(|l| l.node == name);
                     states.push(NodeState {

@@ -75,8 +75,7 @@ fn local_copy(host: &dyn Host) -> Result<()> {
 fn main() -> ExitCode {
     let cli = <Cli as clap::Parser>::parse();
     let both = !cli.backup && !cli.local_copy;
-    let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let node = node.trim().split('.').next().unwrap_or_default().to_string();
+    let node = cias_core::paths::node_name().unwrap_or_default();
     let local: Arc<dyn Host> = Arc::new(LocalHost::new(node.clone()));
     let host: Arc<dyn Host> = if cli.dry_run {
         Arc::new(DryRunHost::reading_from(local).with_sink(|h, c| println!("[{h}] $ {c}")))

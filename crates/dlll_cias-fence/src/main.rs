@@ -12,11 +12,11 @@
 #![allow(clippy::print_stderr)]
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cias_core::fence::{FenceAction, LastSeen, SelfFence};
-use cias_core::host::{Command, Host, LocalHost};
+use cias_core::fence::{now_ms, FenceAction, LastSeen, SelfFence};
+use cias_core::host::{holds_address, is_mounted, Command, Host, LocalHost};
 use cias_core::proxmox::pvecm;
 use cias_core::proxmox::pvesh::{self, ClusterStatusEntry};
 use cias_core::settings::ClusterSettings;
@@ -45,10 +45,6 @@ enum Cli {
 const VM_PID_DIR: &str = "/run/qemu-server";
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 /// Whether this node is quorate, and the members of its partition. Any failure to ask counts
 /// as "not quorate": a node that cannot tell must assume the worst.
 fn quorum(host: &dyn Host) -> (bool, Vec<String>) {
@@ -58,16 +54,8 @@ fn quorum(host: &dyn Host) -> (bool, Vec<String>) {
     else {
         return (false, vec![]);
     };
-    let mut quorate = false;
-    let mut online = vec![];
-    for e in entries {
-        match e {
-            ClusterStatusEntry::Cluster { quorate: q, .. } => quorate = q,
-            ClusterStatusEntry::Node { name, online: true, .. } => online.push(name),
-            ClusterStatusEntry::Node { .. } => {}
-        }
-    }
-    (quorate, online)
+    let (quorate, online) = pvesh::partition(&entries);
+    (quorate, online.into_iter().map(str::to_string).collect())
 }
 
 fn stop_master(host: &dyn Host) -> Result<String> {
@@ -101,9 +89,8 @@ fn stop_vms(host: &dyn Host) -> Result<String> {
     // A VM blocked in I/O on the shared storage cannot die until that I/O returns, and the
     // write would then land after the quorate side started the VM elsewhere. A forced unmount
     // aborts every pending MooseFS request at once: this node is cut off the shared storage.
-    let mounted = host.run(&Command::query_argv(&["cat", "/proc/mounts"]))?.stdout;
     let mfs = cias_core::paths::MFS_MOUNT;
-    let cut = if mounted.lines().any(|l| l.split_whitespace().nth(1) == Some(mfs)) {
+    let cut = if is_mounted(host, mfs)? {
         host.execute(&Command::from_argv(&["umount", "-f", "-l", mfs]))?;
         format!("; {mfs} force-unmounted (pending writes aborted)")
     } else {
@@ -121,15 +108,13 @@ fn stop_vms(host: &dyn Host) -> Result<String> {
 /// else took over and the master this service killed must come back: run the takeover again.
 fn rejoined(host: &dyn Host, settings: &ClusterSettings) -> Result<String> {
     let mfs = cias_core::paths::MFS_MOUNT;
-    let mounted = host.run(&Command::query_argv(&["cat", "/proc/mounts"]))?.stdout;
-    if !mounted.lines().any(|l| l.split_whitespace().nth(1) == Some(mfs)) {
+    if !is_mounted(host, mfs)? {
         // The fence unmounted it; fstab knows how to mount it again.
         if let Err(e) = host.run(&Command::from_argv(&["mount", mfs])) {
             tracing::error!("cannot mount {mfs} again - {e}");
         }
     }
-    let addrs = host.run(&Command::query_argv(&["ip", "-o", "-4", "addr", "show"]))?.stdout;
-    if !addrs.contains(&format!(" {}/", settings.internal.master_vip)) {
+    if !holds_address(host, &settings.internal.master_vip.to_string())? {
         return Ok("quorum regained: this node is a plain BACKUP".into());
     }
     let takeover = format!("{}/dlll_cias-switch-to-master", cias_core::paths::BIN_DIR);

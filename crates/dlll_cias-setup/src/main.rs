@@ -83,12 +83,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The Proxmox node name: the host name up to its first dot.
-fn node_name() -> Result<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").context("cannot read the host name")?;
-    Ok(name.trim().split('.').next().unwrap_or_default().to_string())
-}
-
 /// Appends this run's log to the node's setup log.
 fn start_log(node: &str) -> Result<()> {
     let dir = node_dir(node);
@@ -103,7 +97,7 @@ fn start_log(node: &str) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let node = node_name()?;
+    let node = cias_core::paths::node_name().context("cannot read the host name")?;
     let _lock = if cli.dry_run { None } else { Some(RunLock::acquire(std::path::Path::new(LOCK))?) };
     let local: Arc<dyn Host> = Arc::new(LocalHost::new(node.clone()));
     let host: Arc<dyn Host> = if cli.dry_run {

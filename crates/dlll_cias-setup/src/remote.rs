@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use cias_core::host::{
     scan_host_key, Host, HostError, HostKeyPolicy, ScannedKey, SshAuth, SshHost, SshTarget,
 };
@@ -62,18 +62,4 @@ pub fn password_login(
 /// Root with this node's key, against the pinned host key.
 pub fn key_login(address: &str, pinned: &str) -> Result<Arc<dyn Host>> {
     Ok(Arc::new(SshHost::connect(target(address, "root", pinned))?))
-}
-
-/// Pins `address`'s key in `file` the first time (a VM this installer just restored on its own
-/// bridge); later contacts are checked against it.
-pub fn pin_on_first_contact(address: &str, file: &str, names: &[&str]) -> Result<()> {
-    if std::path::Path::new(file).exists() {
-        return Ok(());
-    }
-    let key = scan(address)?;
-    let mut all = vec![address];
-    all.extend_from_slice(names);
-    std::fs::write(file, format!("{}\n", key.known_hosts_line(&all)))
-        .with_context(|| format!("cannot write {file}"))?;
-    Ok(())
 }

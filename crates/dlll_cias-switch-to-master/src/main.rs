@@ -85,8 +85,10 @@ impl Ctx {
     }
 
     pub fn holds_master_vip(&self) -> Result<bool> {
-        let addrs = self.host.run(&Command::query_argv(&["ip", "-o", "-4", "addr", "show"]))?.stdout;
-        Ok(addrs.contains(&format!(" {}/", self.settings.internal.master_vip)))
+        Ok(cias_core::host::holds_address(
+            self.host.as_ref(),
+            &self.settings.internal.master_vip.to_string(),
+        )?)
     }
 }
 
@@ -180,12 +182,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         return Ok(ExitCode::from(3));
     }
 
-    if !cli.from_keepalived && ctx.holds_master_vip()? && !moosefs::needs_promotion(&ctx)? {
+    let is_master = ctx.holds_master_vip()?;
+    if !cli.from_keepalived && is_master && !moosefs::needs_promotion(&ctx)? {
         tl.note("this node already is the master: nothing to do");
         println!("{node} already is the master: nothing to do");
         return Ok(ExitCode::SUCCESS);
     }
-    if !cli.from_keepalived && !ctx.holds_master_vip()? {
+    if !cli.from_keepalived && !is_master {
         let why = "the manual switch to a node that does not hold the VIPs is not part of this version; \
                    nothing was done";
         tl.note(why);

@@ -2,10 +2,10 @@
 //! ask again until nothing waits for a lost node's fence time any more.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cias_core::fence::LastSeen;
+use cias_core::fence::{now_ms, LastSeen};
 use cias_core::host::Command;
 use cias_core::paths;
 use cias_core::proxmox::task;
@@ -17,10 +17,6 @@ use crate::Ctx;
 /// How long a whole takeover may wait for lost nodes and tasks.
 const LIMIT: Duration = Duration::from_secs(15 * 60);
 const TASK_LIMIT: Duration = Duration::from_secs(10 * 60);
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 fn conf_path(node: &str, vmid: u32) -> String {
     format!("/etc/pve/nodes/{node}/qemu-server/{vmid}.conf")
@@ -57,15 +53,15 @@ fn api_task(ctx: &Ctx, path: &str, params: &[&str]) -> Result<()> {
     if ctx.dry_run {
         return Ok(());
     }
-    let upid: String = serde_json_string(&out.stdout)
-        .with_context(|| format!("`pvesh create {path}` printed no task id"))?;
+    let upid: String =
+        last_upid(&out.stdout).with_context(|| format!("`pvesh create {path}` printed no task id"))?;
     task::wait(ctx.host.as_ref(), &upid, TASK_LIMIT)?;
     Ok(())
 }
 
 /// The UPID a task-starting pvesh call prints last (after the task's log, when it ran in the
 /// foreground), as a JSON string or bare.
-fn serde_json_string(text: &str) -> Option<String> {
+fn last_upid(text: &str) -> Option<String> {
     let t = text.lines().rev().find(|l| !l.trim().is_empty())?.trim();
     let t = t.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(t);
     (!t.is_empty()).then(|| t.to_string())

@@ -30,8 +30,7 @@ enum Cli {
 
 fn vmids(host: &dyn Host) -> Result<()> {
     let settings = ClusterSettings::load(&paths::default_settings_file())?;
-    let addrs = host.run(&Command::query_argv(&["ip", "-o", "-4", "addr", "show"]))?.stdout;
-    if !addrs.contains(&format!(" {}/", settings.internal.master_vip)) {
+    if !cias_core::host::holds_address(host, &settings.internal.master_vip.to_string())? {
         return Ok(());
     }
     let vms: Vec<VmResource> =

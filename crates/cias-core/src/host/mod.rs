@@ -211,6 +211,19 @@ pub fn port_open(host: &dyn Host, address: &str, port: u16) -> Result<bool, Host
     Ok(host.execute(&Command::query("timeout").args(["3", "bash", "-c", &probe]))?.success())
 }
 
+/// Whether `host` has the IPv4 address `ip` on any interface (e.g. a keepalived VIP).
+pub fn holds_address(host: &dyn Host, ip: &str) -> Result<bool, HostError> {
+    let addrs = host.run(&Command::query("ip").args(["-o", "-4", "addr", "show"]))?.stdout;
+    Ok(addrs.contains(&format!(" {ip}/")))
+}
+
+/// Whether `path` is a mount point on `host`, read from /proc/mounts (never `stat`: a MooseFS
+/// mount whose master is down blocks it).
+pub fn is_mounted(host: &dyn Host, path: &str) -> Result<bool, HostError> {
+    let mounts = host.run(&Command::query("cat").arg("/proc/mounts"))?.stdout;
+    Ok(mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(path)))
+}
+
 /// Why a command did not run to success. Every variant names the host and the command.
 #[derive(Debug, Error)]
 pub enum HostError {

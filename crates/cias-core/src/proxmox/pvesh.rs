@@ -43,6 +43,20 @@ pub enum ClusterStatusEntry {
     },
 }
 
+/// Whether `/cluster/status` says quorate, and the names of the nodes online in this
+/// partition. A node in no cluster has no `cluster` entry: never quorate.
+pub fn partition(entries: &[ClusterStatusEntry]) -> (bool, Vec<&str>) {
+    let quorate = entries.iter().any(|e| matches!(e, ClusterStatusEntry::Cluster { quorate: true, .. }));
+    let online = entries
+        .iter()
+        .filter_map(|e| match e {
+            ClusterStatusEntry::Node { name, online: true, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    (quorate, online)
+}
+
 /// One VM of `/cluster/resources --type vm`. Runtime fields vanish when a node's data expires.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct VmResource {

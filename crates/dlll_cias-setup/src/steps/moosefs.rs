@@ -28,7 +28,7 @@ fn fs_name(fs: DiskFilesystem) -> &'static str {
 /// Whether `path` is a mount point, from /proc/mounts (never `stat`: a MooseFS mount whose
 /// master is gone blocks it).
 fn mounted(ctx: &Ctx, path: &str) -> Result<bool> {
-    Ok(ctx.query(&["cat", "/proc/mounts"])?.lines().any(|l| l.split_whitespace().nth(1) == Some(path)))
+    Ok(cias_core::host::is_mounted(ctx.local.as_ref(), path)?)
 }
 
 /// A blkid field of `device`, empty when it has none.

@@ -77,11 +77,14 @@ pub fn configure(ctx: &mut Ctx) -> Result<()> {
     let router: Arc<dyn Host> = if ctx.dry_run {
         Arc::new(DryRunHost::new("cias-router").with_sink(ui::dry_run_command))
     } else {
-        remote::pin_on_first_contact(
-            &ctx.settings.internal.router_ip.to_string(),
-            &format!("{MANAGEMENT_DIR}/router_known_hosts"),
-            &["cias-router"],
-        )?;
+        // First contact with a VM this installer just restored on its own bridge: pin its key;
+        // later contacts are checked against it.
+        let pinned = format!("{MANAGEMENT_DIR}/router_known_hosts");
+        if !ctx.test(&["test", "-e", &pinned])? {
+            let ip = ctx.settings.internal.router_ip.to_string();
+            let line = remote::scan(&ip)?.known_hosts_line(&[ip.as_str(), "cias-router"]);
+            ctx.write(&pinned, &format!("{line}\n"), "0644")?;
+        }
         match login(ctx, &new_password)? {
             Some(session) => session,
             None => {
