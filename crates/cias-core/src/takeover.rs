@@ -29,6 +29,8 @@ pub struct NodeState {
     pub name: String,
     /// In this partition right now.
     pub online: bool,
+    /// The cluster (corosync) address, which other nodes reach it at over SSH.
+    pub ip: Option<String>,
     pub mem: u64,
     pub maxmem: u64,
 }
@@ -66,13 +68,14 @@ impl ClusterView {
         for entry in status {
             match entry {
                 ClusterStatusEntry::Cluster { .. } => {}
-                ClusterStatusEntry::Node { name, online, .. } => {
+                ClusterStatusEntry::Node { name, online, ip, .. } => {
                     let load = loads.iter().find(|l| l.node == name);
                     states.push(NodeState {
                         mem: load.and_then(|l| l.mem).unwrap_or(0),
                         maxmem: load.and_then(|l| l.maxmem).unwrap_or(0),
                         name,
                         online,
+                        ip,
                     });
                 }
             }
@@ -86,6 +89,11 @@ impl ClusterView {
 
     pub fn lost(&self) -> BTreeSet<&str> {
         self.nodes.iter().filter(|n| !n.online).map(|n| n.name.as_str()).collect()
+    }
+
+    /// The cluster address of `node`, if the view has it.
+    pub fn ip(&self, node: &str) -> Option<&str> {
+        self.nodes.iter().find(|n| n.name == node).and_then(|n| n.ip.as_deref())
     }
 
     pub fn vm(&self, vmid: u32) -> Option<&VmResource> {
@@ -274,7 +282,7 @@ mod tests {
     }
 
     fn node(name: &str, online: bool, mem: u64) -> NodeState {
-        NodeState { name: name.into(), online, mem, maxmem: 16 << 30 }
+        NodeState { name: name.into(), online, ip: None, mem, maxmem: 16 << 30 }
     }
 
     fn view(vms: Vec<VmResource>) -> ClusterView {
@@ -377,6 +385,7 @@ mod tests {
         assert!(!v.quorate);
         assert_eq!(v.lost(), BTreeSet::from(["pve2"]));
         assert_eq!(v.nodes[0].mem, 100);
+        assert_eq!(v.ip("pve2"), Some("10.0.0.2"));
         assert!(v.vm(100).is_some());
     }
 

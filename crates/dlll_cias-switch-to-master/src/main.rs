@@ -4,10 +4,13 @@
 //! keepalived runs it as `notify_master` (`--from-keepalived`) the moment this node takes the
 //! VIPs: it promotes MooseFS from the local metalogger, then brings the router here and
 //! recovers the VMs of lost nodes (see `cias_core::takeover` for the rules and the fence
-//! wait). Run by hand, it is the manual switch. It refuses to act without quorum or on a
-//! "never master" node, and one lock makes overlapping notifications run it once.
+//! wait). Run by hand on another node, it is the manual switch (`manual`). It refuses to act
+//! without quorum or on a "never master" node, and one lock makes overlapping notifications
+//! run it once.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod keepalived;
+mod manual;
 mod moosefs;
 mod timeline;
 mod vms;
@@ -17,7 +20,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use cias_core::host::{Command, DryRunHost, Host, LocalHost};
+use cias_core::host::{Command, DryRunHost, Host, LocalHost, PeerHost};
 use cias_core::installed::InstalledNode;
 use cias_core::journal::{JournalError, RunLock};
 use cias_core::notify::Mailer;
@@ -36,7 +39,11 @@ use crate::timeline::Timeline;
 /// node has been out of the quorate partition for the fence delay plus the margin (it has
 /// stopped them by then). Mails the administrator the timeline.
 ///
-/// By hand: the manual switch. On the current master it has nothing to do.
+/// By hand on another node: the manual switch. The current master stops its mfsmaster cleanly
+/// and this node takes its final metadata; this node wins the VRRP election with its
+/// manual-switch keepalived file, goes back to its normal file (nopreempt keeps it master),
+/// promotes MooseFS and migrates the router here live. On the current master it has nothing
+/// to do.
 ///
 /// Refuses without quorum, and on a node installed with priority 0 ("never master").
 #[derive(Debug, Parser)]
@@ -82,6 +89,15 @@ impl Ctx {
         let [status, nodes, vms] = ClusterView::commands();
         let out = |c: &Command| -> Result<String> { Ok(self.host.run(c)?.stdout) };
         Ok(ClusterView::parse(&out(&status)?, &out(&nodes)?, &out(&vms)?)?)
+    }
+
+    /// Another node of the cluster, reached over SSH at its cluster address (dry runs show
+    /// the ssh command lines that would change it).
+    pub fn peer(&self, name: &str, view: &ClusterView) -> Result<PeerHost> {
+        let ip = view
+            .ip(name)
+            .with_context(|| format!("pvesh get /cluster/status lists no address for {name}"))?;
+        Ok(PeerHost::new(name, ip, self.host.clone()))
     }
 
     pub fn holds_master_vip(&self) -> Result<bool> {
@@ -182,21 +198,24 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         return Ok(ExitCode::from(3));
     }
 
+    if !cli.dry_run && keepalived::switch_file_left_active(&ctx)? {
+        tl.step(
+            "keepalived's normal configuration restored (an interrupted manual switch had left it raised)",
+            |_| keepalived::restore_normal(&ctx),
+        )?;
+    }
     let is_master = ctx.holds_master_vip()?;
     if !cli.from_keepalived && is_master && !moosefs::needs_promotion(&ctx)? {
         tl.note("this node already is the master: nothing to do");
         println!("{node} already is the master: nothing to do");
         return Ok(ExitCode::SUCCESS);
     }
-    if !cli.from_keepalived && !is_master {
-        let why = "the manual switch to a node that does not hold the VIPs is not part of this version; \
-                   nothing was done";
-        tl.note(why);
-        eprintln!("dlll_cias-switch-to-master: {why}");
-        return Ok(ExitCode::from(3));
-    }
 
-    let outcome = takeover(&ctx, &mut tl);
+    let outcome = if cli.from_keepalived || is_master {
+        takeover(&ctx, &mut tl)
+    } else {
+        manual::switch(&ctx, &mut tl)
+    };
     let failed = outcome.is_err();
     if let Err(e) = &outcome {
         tl.note(&format!("takeover stopped - {e:#}"));
@@ -215,7 +234,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 }
 
 /// Scenario 3: MooseFS first (clients wait on it), then the VMs.
-fn takeover(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
+pub fn takeover(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
     tl.step("MooseFS master promoted from the local metalogger", |tl| moosefs::promote(ctx, tl))?;
     vms::reconcile(ctx, tl)
 }

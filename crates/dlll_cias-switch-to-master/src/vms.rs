@@ -2,13 +2,13 @@
 //! ask again until nothing waits for a lost node's fence time any more.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cias_core::fence::{now_ms, LastSeen};
-use cias_core::host::Command;
+use cias_core::host::{Command, Host};
 use cias_core::paths;
-use cias_core::proxmox::task;
 use cias_core::takeover::{self, Action, ClusterView, Inputs, ROUTER_VMID};
 
 use crate::timeline::Timeline;
@@ -43,32 +43,30 @@ fn should_run(ctx: &Ctx, view: &ClusterView) -> Result<BTreeSet<u32>> {
     Ok(run)
 }
 
-/// Starts an API task (`pvesh create ...`, proxied to the node it names) and waits for it:
-/// such calls exit 0 even when their task fails, so only the task status counts.
-fn api_task(ctx: &Ctx, path: &str, params: &[&str]) -> Result<()> {
-    let mut argv = vec!["pvesh", "create", path];
-    argv.extend_from_slice(params);
-    argv.extend(["--output-format", "json"]);
-    let out = ctx.host.run(&Command::from_argv(&argv).timeout(Duration::from_secs(120)))?;
-    if ctx.dry_run {
-        return Ok(());
+/// The node `node` as a host: this one, or a peer over SSH.
+fn on(ctx: &Ctx, view: &ClusterView, node: &str) -> Result<Arc<dyn Host>> {
+    Ok(if node == ctx.node { ctx.host.clone() } else { Arc::new(ctx.peer(node, view)?) })
+}
+
+/// A `qm` task command on the node that owns the VM, in the foreground. `qm` exits 255 when
+/// the task failed, with the task's error at the end of its log (stdout). (`pvesh create` for
+/// another node's VM is no way: pvesh forwards it over SSH and then cannot decode the task's
+/// log it gets back - pve-manager PVE/CLI/pvesh.pm `proxy_handler`.)
+fn qm(ctx: &Ctx, view: &ClusterView, node: &str, args: &[&str]) -> Result<()> {
+    let mut argv = vec!["qm"];
+    argv.extend_from_slice(args);
+    let cmd = Command::from_argv(&argv).timeout(TASK_LIMIT);
+    let out = on(ctx, view, node)?.execute(&cmd)?;
+    if !out.success() {
+        let log: Vec<&str> =
+            out.stdout.lines().chain(out.stderr.lines()).filter(|l| !l.trim().is_empty()).collect();
+        bail!("`{cmd}` on {node} failed: {}", log[log.len().saturating_sub(3)..].join(" / "));
     }
-    let upid: String =
-        last_upid(&out.stdout).with_context(|| format!("`pvesh create {path}` printed no task id"))?;
-    task::wait(ctx.host.as_ref(), &upid, TASK_LIMIT)?;
     Ok(())
 }
 
-/// The UPID a task-starting pvesh call prints last (after the task's log, when it ran in the
-/// foreground), as a JSON string or bare.
-fn last_upid(text: &str) -> Option<String> {
-    let t = text.lines().rev().find(|l| !l.trim().is_empty())?.trim();
-    let t = t.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(t);
-    (!t.is_empty()).then(|| t.to_string())
-}
-
-fn start(ctx: &Ctx, vmid: u32, node: &str) -> Result<()> {
-    api_task(ctx, &format!("/nodes/{node}/qemu/{vmid}/status/start"), &[])
+fn start(ctx: &Ctx, view: &ClusterView, vmid: u32, node: &str) -> Result<()> {
+    qm(ctx, view, node, &["start", &vmid.to_string()])
 }
 
 /// The newest backup archive of `vmid`: the router's local copy first (it is there even when
@@ -101,7 +99,15 @@ fn disk_exists(ctx: &Ctx, config: &str) -> Result<bool> {
 
 /// Moves a lost node's VM to `to` (the documented way: rename its config inside /etc/pve,
 /// which needs quorum) and starts it; restores from the newest backup when its disk is gone.
-fn recover(ctx: &Ctx, tl: &mut Timeline, vmid: u32, from: &str, to: &str, run: bool) -> Result<()> {
+fn recover(
+    ctx: &Ctx,
+    tl: &mut Timeline,
+    view: &ClusterView,
+    vmid: u32,
+    from: &str,
+    to: &str,
+    run: bool,
+) -> Result<()> {
     let config = ctx.host.run(&Command::query_argv(&["cat", &conf_path(from, vmid)]))?.stdout;
     let disk = disk_exists(ctx, &config)?;
     ctx.host.run(&Command::from_argv(&["mv", &conf_path(from, vmid), &conf_path(to, vmid)]))?;
@@ -119,22 +125,26 @@ fn recover(ctx: &Ctx, tl: &mut Timeline, vmid: u32, from: &str, to: &str, run: b
         )?;
     }
     if run {
-        start(ctx, vmid, to)?;
+        start(ctx, view, vmid, to)?;
     }
     Ok(())
 }
 
-fn execute(ctx: &Ctx, tl: &mut Timeline, action: &Action) -> Result<()> {
+/// `qm migrate` on the node that runs the VM (only the owner can start its migration).
+fn migrate_here(ctx: &Ctx, view: &ClusterView, vmid: u32, from: &str, online: bool) -> Result<()> {
+    let vmid = vmid.to_string();
+    let mut args = vec!["migrate", vmid.as_str(), ctx.node.as_str()];
+    if online {
+        args.push("--online");
+    }
+    qm(ctx, view, from, &args)
+}
+
+fn execute(ctx: &Ctx, tl: &mut Timeline, view: &ClusterView, action: &Action) -> Result<()> {
     match action {
-        Action::MigrateHere { vmid, from, online } => {
-            let mut params = vec!["--target", ctx.node.as_str()];
-            if *online {
-                params.extend(["--online", "1"]);
-            }
-            api_task(ctx, &format!("/nodes/{from}/qemu/{vmid}/migrate"), &params)
-        }
-        Action::Recover { vmid, from, to, start } => recover(ctx, tl, *vmid, from, to, *start),
-        Action::Start { vmid, node } => start(ctx, *vmid, node),
+        Action::MigrateHere { vmid, from, online } => migrate_here(ctx, view, *vmid, from, *online),
+        Action::Recover { vmid, from, to, start } => recover(ctx, tl, view, *vmid, from, to, *start),
+        Action::Start { vmid, node } => start(ctx, view, *vmid, node),
     }
 }
 
@@ -182,7 +192,7 @@ pub fn reconcile(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
             break;
         }
         for action in actions {
-            if tl.step(&action.to_string(), |tl| execute(ctx, tl, action)).is_err() {
+            if tl.step(&action.to_string(), |tl| execute(ctx, tl, &view, action)).is_err() {
                 failed.insert(vmid_of(action));
             }
         }

@@ -93,9 +93,25 @@ pub fn create_node(node: Node) -> Result<()> {
     result.with_context(|| format!("{node}: cannot create its network"))
 }
 
-/// Removes the node's namespace; its veth pairs (and their bridge ports) go with it.
+/// Unplugs the node (its bridge ports are deleted, with their peers) and removes its
+/// namespace. The ports go first and explicitly: the kernel can keep a namespace alive after
+/// its last process died and its name is gone (seen after a power-off of an installed node:
+/// its veth stayed on the bridge, up, with the VIPs it held answering ARP).
 pub fn delete_node(node: Node) -> Result<()> {
-    delete_netns(&node.netns()).with_context(|| format!("{node}: cannot remove its network"))
+    let result = (|| {
+        let ports = ip(BRIDGE_NETNS, &["-o", "link", "show"])?;
+        for bridge in [LAN_BRIDGE, WAN_BRIDGE] {
+            let port = node.port(bridge);
+            if ports
+                .lines()
+                .any(|l| l.split_whitespace().nth(1).is_some_and(|n| n.split('@').next() == Some(&port)))
+            {
+                ip(BRIDGE_NETNS, &["link", "del", &port])?;
+            }
+        }
+        delete_netns(&node.netns())
+    })();
+    result.with_context(|| format!("{node}: cannot remove its network"))
 }
 
 fn delete_netns(name: &str) -> Result<()> {

@@ -90,7 +90,26 @@ pub fn from_driver(node: Node, command: &[String]) -> Cmd {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    argv.push(format!("root@{}", node.lan_ip()));
+    // The pin is under the node's name: the installer renumbers nodes (10.254.0.1 for the
+    // first, 10.254.R.N for the others), so its address changes from the lab's.
+    argv.extend(["-o".to_string(), format!("HostKeyAlias={}", node.name())]);
+    argv.push(format!("root@{}", lan_address(node)));
     argv.extend(command.iter().cloned());
     cmd(argv)
+}
+
+/// The node's own LAN address now (its primary 10.254/8 address, not a VIP), read from its
+/// namespace; the lab's address while it has none.
+fn lan_address(node: Node) -> String {
+    let listed = cmd(["ip", "-n", &node.netns(), "-o", "-4", "addr", "show", "scope", "global"]).run();
+    listed
+        .ok()
+        .and_then(|text| {
+            text.lines().filter(|l| !l.contains(" secondary ")).find_map(|l| {
+                let addr = l.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+                let ip = addr.split('/').next()?;
+                ip.starts_with("10.254.").then(|| ip.to_string())
+            })
+        })
+        .unwrap_or_else(|| node.lan_ip().to_string())
 }

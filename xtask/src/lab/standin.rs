@@ -86,16 +86,31 @@ pub fn extra_files(staging: &Path) -> Result<Vec<ExtraFile>> {
         dest: format!("/etc/systemd/system/{HEARTBEAT_UNIT}"),
         mode: 0o644,
     });
+    let networking = staging.join("networking.service");
+    std::fs::write(&networking, NETWORKING_UNIT)?;
+    files.push(ExtraFile {
+        source: networking,
+        dest: "/etc/systemd/system/networking.service".into(),
+        mode: 0o644,
+    });
     Ok(files)
 }
+
+/// ifupdown2's boot unit as Proxmox VE has it: every boot raises what /etc/network/interfaces
+/// lists (the installer's vmbr0 after setup), so a power cycle brings a node back as it was.
+const NETWORKING_UNIT: &str = "[Unit]\nDescription=Network initialization (ifupdown2, Proxmox stand-in)\n\
+    DefaultDependencies=no\nWants=network.target\nAfter=local-fs.target network-pre.target\n\
+    Before=network.target shutdown.target network-online.target\n\n\
+    [Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/sbin/ifreload -a\n\n\
+    [Install]\nWantedBy=multi-user.target network-online.target\n";
 
 /// The membership service's unit; [`enable`] starts it now and at every boot.
 pub const HEARTBEAT_UNIT: &str = "pve-standin-heartbeat.service";
 
 /// Enables and starts the membership service in every node (a unit file copied into a
 /// `.wants` directory is not enough: systemd wants a symlink there), gives root its password
-/// (sshd already started with `SSHD_DROP_IN`, copied before the boot) and writes the
-/// node's `/etc/network/interfaces`.
+/// (sshd already started with `SSHD_DROP_IN`, copied before the boot), writes the node's
+/// `/etc/network/interfaces` and enables its boot-time use.
 pub fn enable(lab: &Lab) -> Result<()> {
     for &node in lab.nodes() {
         let interfaces = in_node(node, "/etc/network/interfaces");
@@ -104,7 +119,10 @@ pub fn enable(lab: &Lab) -> Result<()> {
             .with_context(|| format!("{node}: cannot write {}", interfaces.display()))?;
         lab.sh(
             node,
-            &format!("systemctl enable --now {HEARTBEAT_UNIT} && echo 'root:{ROOT_PASSWORD}' | chpasswd"),
+            &format!(
+                "systemctl enable --now {HEARTBEAT_UNIT} && systemctl enable --quiet networking.service && \
+                 echo 'root:{ROOT_PASSWORD}' | chpasswd"
+            ),
         )?;
     }
     Ok(())

@@ -2,13 +2,16 @@
 //!
 //! A [`Command`] is an argv vector plus, optionally, a secret for its stdin and a timeout.
 //! A [`Host`] runs it: [`LocalHost`] on this machine (duct), [`SshHost`] on another node (ssh2,
-//! key auth, pinned host keys), [`DryRunHost`] records what would run. Scenario code is written
+//! key or first-contact password auth, pinned host keys), [`PeerHost`] on another member of this
+//! Proxmox cluster (OpenSSH with the cluster's keys, as Proxmox does), [`DryRunHost`] records
+//! what would run. Scenario code is written
 //! against `&dyn Host`, so the same code runs for real, as a dry run and in tests.
 //!
 //! Quoting happens once, at the SSH boundary ([`quote`]); secrets travel over stdin only.
 
 mod dry_run;
 mod local;
+mod peer;
 pub mod quote;
 mod ssh;
 
@@ -19,6 +22,7 @@ use thiserror::Error;
 
 pub use dry_run::DryRunHost;
 pub use local::LocalHost;
+pub use peer::PeerHost;
 pub use ssh::{scan_host_key, HostKeyPolicy, ScannedKey, SshAuth, SshHost, SshTarget};
 
 use crate::settings::Secret;
@@ -130,6 +134,17 @@ impl Command {
         self.changes_state
     }
 
+    /// `argv` run in place of this command: same stdin, same kind; `extra` more time (for the
+    /// client that carries the command to another node).
+    fn carried_by(&self, argv: Vec<String>, extra: Duration) -> Command {
+        Command {
+            argv,
+            stdin: self.stdin.clone(),
+            timeout: self.timeout + extra,
+            changes_state: self.changes_state,
+        }
+    }
+
     fn stdin_bytes(&self) -> Option<Vec<u8>> {
         match &self.stdin {
             Some(Stdin::Secret(s)) => Some(format!("{}\n", s.expose()).into_bytes()),
@@ -141,6 +156,17 @@ impl Command {
     fn timeout_value(&self) -> Duration {
         self.timeout
     }
+}
+
+/// The shell line another node runs for `cmd` over SSH (the one place argv becomes text): a
+/// clean environment as [`LocalHost`] gives, and coreutils' `timeout`, which ends the remote
+/// command itself (closing the connection would not).
+fn remote_line(cmd: &Command) -> String {
+    format!(
+        "env -u IFS -u ENV -u BASH_ENV -u CDPATH PATH={SAFE_PATH} LC_ALL=C timeout --kill-after=5 {:.3}s {}",
+        cmd.timeout.as_secs_f64().max(0.001),
+        quote::join(cmd.argv())
+    )
 }
 
 /// The command as a shell line (what an administrator would type); the secret is not shown.

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use ssh2::{CheckResult, HashType, KnownHostFileKind, MethodType, Session};
 
-use super::{quote, Command, Host, HostError, Output, SAFE_PATH};
+use super::{remote_line, Command, Host, HostError, Output};
 use crate::settings::Secret;
 
 /// Host key algorithms, best first. ed25519 leads so that the key shown is the one
@@ -285,14 +285,8 @@ impl Host for SshHost {
     fn execute(&self, cmd: &Command) -> Result<Output, HostError> {
         let fail = self.session_err(cmd);
         let session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // The remote side runs a shell line: the one place argv becomes text. coreutils'
-        // `timeout` ends the remote command itself (closing the channel would not).
         let limit = cmd.timeout_value();
-        let line = format!(
-            "env -u IFS -u ENV -u BASH_ENV -u CDPATH PATH={SAFE_PATH} LC_ALL=C timeout --kill-after=5 {:.3}s {}",
-            limit.as_secs_f64().max(0.001),
-            quote::join(cmd.argv())
-        );
+        let line = remote_line(cmd);
         let started = Instant::now();
         let timed_out =
             || HostError::Timeout { host: self.target.name.clone(), command: cmd.to_string(), after: limit };
