@@ -75,10 +75,41 @@ enum Refusal {
     NeverMaster,
 }
 
+/// `host` itself, or in a dry run a recorder in front of it that prints each change.
+fn dry_run_or(dry_run: bool, host: Arc<dyn Host>) -> Arc<dyn Host> {
+    if dry_run {
+        Arc::new(DryRunHost::reading_from(host).with_sink(|h, c| println!("[{h}] $ {c}")))
+    } else {
+        host
+    }
+}
+
+/// Another node of the cluster.
+#[derive(Debug)]
+pub struct Peer {
+    /// Runs commands there (a dry run shows them as that node's).
+    pub host: Arc<dyn Host>,
+    link: PeerHost,
+}
+
+impl Peer {
+    pub fn name(&self) -> &str {
+        self.host.name()
+    }
+
+    /// The command, for this node, that copies the peer's file `remote` to `local` here.
+    pub fn copy_from(&self, remote: &str, local: &str) -> Command {
+        self.link.copy_from(remote, local)
+    }
+}
+
 /// Everything the steps work with.
 #[derive(Debug)]
 pub struct Ctx {
+    /// This node (in a dry run, the recorder).
     pub host: Arc<dyn Host>,
+    /// This node for real, which carries the SSH sessions to peers.
+    local: Arc<dyn Host>,
     pub node: String,
     pub settings: ClusterSettings,
     pub dry_run: bool,
@@ -91,13 +122,13 @@ impl Ctx {
         Ok(ClusterView::parse(&out(&status)?, &out(&nodes)?, &out(&vms)?)?)
     }
 
-    /// Another node of the cluster, reached over SSH at its cluster address (dry runs show
-    /// the ssh command lines that would change it).
-    pub fn peer(&self, name: &str, view: &ClusterView) -> Result<PeerHost> {
+    /// Another node of the cluster, reached over SSH at its cluster address.
+    pub fn peer(&self, name: &str, view: &ClusterView) -> Result<Peer> {
         let ip = view
             .ip(name)
             .with_context(|| format!("pvesh get /cluster/status lists no address for {name}"))?;
-        Ok(PeerHost::new(name, ip, self.host.clone()))
+        let link = PeerHost::new(name, ip, self.local.clone());
+        Ok(Peer { host: dry_run_or(self.dry_run, Arc::new(link.clone())), link })
     }
 
     pub fn holds_master_vip(&self) -> Result<bool> {
@@ -154,12 +185,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
     };
     let local: Arc<dyn Host> = Arc::new(LocalHost::new(node.clone()));
-    let host: Arc<dyn Host> = if cli.dry_run {
-        Arc::new(DryRunHost::reading_from(local).with_sink(|h, c| println!("[{h}] $ {c}")))
-    } else {
-        local
+    let ctx = Ctx {
+        host: dry_run_or(cli.dry_run, local.clone()),
+        local,
+        node: node.clone(),
+        settings,
+        dry_run: cli.dry_run,
     };
-    let ctx = Ctx { host, node: node.clone(), settings, dry_run: cli.dry_run };
     let mut tl = Timeline::new();
     tl.note(&format!("{caller} on {node}"));
 

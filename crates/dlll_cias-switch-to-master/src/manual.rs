@@ -8,19 +8,21 @@
 //! lock held by this one and does nothing.
 
 use anyhow::{bail, Context, Result};
-use cias_core::host::{holds_address, Host, PeerHost};
+use cias_core::host::holds_address;
 use cias_core::takeover::ClusterView;
 
 use crate::timeline::Timeline;
-use crate::{keepalived, moosefs, Ctx};
+use crate::{keepalived, moosefs, Ctx, Peer};
 
 /// The online node that holds the master VIP now, if any (asked over SSH: only the holder
 /// knows).
-fn current_master(ctx: &Ctx, view: &ClusterView) -> Result<Option<PeerHost>> {
+fn current_master(ctx: &Ctx, view: &ClusterView) -> Result<Option<Peer>> {
     let vip = ctx.settings.internal.master_vip.to_string();
     for name in view.online().into_iter().filter(|n| *n != ctx.node) {
         let peer = ctx.peer(name, view)?;
-        if holds_address(&peer, &vip).with_context(|| format!("cannot ask {name} whether it holds {vip}"))? {
+        if holds_address(peer.host.as_ref(), &vip)
+            .with_context(|| format!("cannot ask {name} whether it holds {vip}"))?
+        {
             return Ok(Some(peer));
         }
     }
@@ -50,7 +52,7 @@ pub fn switch(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
         // The old master gets its mfsmaster back only while it still holds the VIP: if a
         // third node won meanwhile (another switch), that node's takeover runs MooseFS.
         let vip = ctx.settings.internal.master_vip.to_string();
-        if let Some(old) = old.as_ref().filter(|o| holds_address(*o, &vip).unwrap_or(false)) {
+        if let Some(old) = old.as_ref().filter(|o| holds_address(o.host.as_ref(), &vip).unwrap_or(false)) {
             let title = format!("{} restarted its mfsmaster (this node did not become master)", old.name());
             tl.step(&title, |_| moosefs::restart_old_master(old))?;
         }

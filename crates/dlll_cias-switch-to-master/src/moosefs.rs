@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cias_core::host::{port_open, Command, Host, PeerHost};
+use cias_core::host::{port_open, Command};
 
 use crate::timeline::Timeline;
-use crate::Ctx;
+use crate::{Ctx, Peer};
 
 const DATA_PATH: &str = "/var/lib/mfs";
 const METADATA: &str = "/var/lib/mfs/metadata.mfs";
@@ -59,12 +59,17 @@ pub fn promote(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
 
 /// The planned handover: the old master stops cleanly (it dumps its whole metadata), and that
 /// file comes here, where the next `mfsmaster -a` starts from it. Clients wait in between.
-pub fn take_final_metadata(ctx: &Ctx, old: &PeerHost) -> Result<()> {
+pub fn take_final_metadata(ctx: &Ctx, old: &Peer) -> Result<()> {
     let stop = |unit: &str| Command::from_argv(&["systemctl", "stop", unit]).timeout(STOP_LIMIT);
-    old.run(&stop("moosefs-cgiserv"))?;
-    old.run(&stop("moosefs-master"))?;
-    old.run(&Command::query_argv(&["test", "-s", METADATA]))
-        .with_context(|| format!("{} stopped its mfsmaster but wrote no {METADATA}", old.name()))?;
+    old.host.run(&stop("moosefs-cgiserv"))?;
+    old.host.run(&stop("moosefs-master"))?;
+    // A running master keeps its metadata as metadata.mfs.back: the file only exists once it
+    // stopped, so a dry run cannot look for it.
+    if !ctx.dry_run {
+        old.host
+            .run(&Command::query_argv(&["test", "-s", METADATA]))
+            .with_context(|| format!("{} stopped its mfsmaster but wrote no {METADATA}", old.name()))?;
+    }
     ctx.host.run(&old.copy_from(METADATA, METADATA))?;
     ctx.host.run(&Command::from_argv(&["chown", "mfs:mfs", METADATA]))?;
     Ok(())
@@ -72,9 +77,9 @@ pub fn take_final_metadata(ctx: &Ctx, old: &PeerHost) -> Result<()> {
 
 /// Undoes [`take_final_metadata`] when this node could not become master: the old master
 /// starts again from the metadata it just wrote.
-pub fn restart_old_master(old: &PeerHost) -> Result<()> {
+pub fn restart_old_master(old: &Peer) -> Result<()> {
     for unit in ["moosefs-master", "moosefs-cgiserv"] {
-        old.run(&Command::from_argv(&["systemctl", "start", unit]))?;
+        old.host.run(&Command::from_argv(&["systemctl", "start", unit]))?;
     }
     Ok(())
 }

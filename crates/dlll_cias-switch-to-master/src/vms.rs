@@ -45,7 +45,7 @@ fn should_run(ctx: &Ctx, view: &ClusterView) -> Result<BTreeSet<u32>> {
 
 /// The node `node` as a host: this one, or a peer over SSH.
 fn on(ctx: &Ctx, view: &ClusterView, node: &str) -> Result<Arc<dyn Host>> {
-    Ok(if node == ctx.node { ctx.host.clone() } else { Arc::new(ctx.peer(node, view)?) })
+    Ok(if node == ctx.node { ctx.host.clone() } else { ctx.peer(node, view)?.host })
 }
 
 /// A `qm` task command on the node that owns the VM, in the foreground. `qm` exits 255 when
