@@ -28,10 +28,17 @@ fn refused(lab: &Lab, node: Node, extra: &[&str], says: &str) {
 }
 
 /// Files changed under the places setup writes to since `marker` was touched.
+/// Files changed since `marker`, except what running daemons keep writing: /etc/pve and the
+/// metalogger's copies (`*_ml.*`, written whenever anything changes on MooseFS).
 fn changed_since(lab: &Lab, node: Node, marker: &str) -> String {
-    sh(lab, node, &format!(
-        "find /etc /data /var/lib/mfs /root/.ssh /mnt -xdev -newer {marker} -not -path '/etc/pve/*' 2>/dev/null | sort"
-    ))
+    sh(
+        lab,
+        node,
+        &format!(
+            "find /etc /data /var/lib/mfs /root/.ssh /mnt -xdev -newer {marker} -not -path '/etc/pve/*' \
+         -not -path '/var/lib/mfs/*_ml.*' 2>/dev/null | sort"
+        ),
+    )
 }
 
 fn has_vip(lab: &Lab, node: Node, vip: &str) -> bool {
