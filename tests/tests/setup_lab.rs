@@ -1,7 +1,8 @@
 //! dlll_cias-setup in a real 3-node lab (issue 5, "Done when"): bad input refused with nothing
 //! changed, a dry run that changes nothing, node1 installs, node2 extends, node3 is killed
 //! mid-way and finishes on the re-run while its pre-formatted disk is left alone, a re-run on a
-//! finished node changes nothing; then the cluster is checked piece by piece.
+//! finished node changes nothing; then the cluster is checked piece by piece. Last, with no
+//! node left that may be master, the "never master" node3 tells the administrator (issue 6).
 
 #![allow(clippy::print_stderr)]
 
@@ -27,7 +28,6 @@ fn refused(lab: &Lab, node: Node, extra: &[&str], says: &str) {
     assert!(out.stderr.contains(says), "setup {extra:?}: expected '{says}' in:\n{}", out.stderr);
 }
 
-/// Files changed under the places setup writes to since `marker` was touched.
 /// Files changed since `marker`, except what running daemons keep writing: /etc/pve and the
 /// metalogger's copies (`*_ml.*`, written whenever anything changes on MooseFS).
 fn changed_since(lab: &Lab, node: Node, marker: &str) -> String {
@@ -223,6 +223,38 @@ fn setup_installs_extends_resumes_and_refuses_bad_input() {
             "no completion mail for {n}"
         );
     }
+
+    // Issue 6: a "never master" node never takes the role, also when nobody else can.
+    step("no master left: node1 off, node2's keepalived stopped; node3 (priority 0) says so");
+    sh(&lab, n2, "systemctl stop keepalived");
+    lab.power_off(n1).unwrap();
+    let gone = Instant::now();
+    let told = |m: &xtask::lab::smtp::Mail| {
+        m.header("Subject").is_some_and(|s| s.contains("no master, and node3 will not take the role"))
+    };
+    // cron looks every minute; the second look without a master tells.
+    while !lab.mail().unwrap().iter().any(told) {
+        if gone.elapsed().as_secs() > 130 {
+            let seen = lab.sh(
+                n3,
+                "cat /data/cias/nodes/node3/watch.log /run/dlll-cias/no-master.json; \
+                                   dlll_cias-watch master; journalctl -u cron --no-pager | tail -5",
+            );
+            panic!("node3 never told the administrator; it saw: {seen:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    eprintln!("  told after {:.0}s", gone.elapsed().as_secs_f64());
+    let mails = lab.mail().unwrap();
+    let report: Vec<_> = mails.iter().filter(|m| told(m)).collect();
+    assert_eq!(report.len(), 1, "told once");
+    assert!(report[0].body().contains("priority 0"), "{}", report[0].body());
+    assert!(!has_vip(&lab, n3, "10.254.0.254"), "node3 never holds the master VIP");
+    assert!(
+        sh(&lab, n3, "cat /data/cias/nodes/node3/watch.log").contains("does not take the role"),
+        "node3's log says so too"
+    );
+    assert!(!mails.iter().any(|m| m.header("Subject").is_some_and(|s| s.contains("node2 will not"))));
     step("done");
 }
 

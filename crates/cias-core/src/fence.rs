@@ -34,17 +34,11 @@ impl LastSeen {
     /// The saved record; empty when there is none or it is unreadable (callers then count a
     /// node as lost from the moment they look, which only waits longer).
     pub fn load(file: &Path) -> Self {
-        std::fs::read_to_string(file).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+        crate::state_file::load(file)
     }
 
-    /// Writes the record atomically (a reader never sees half a file).
     pub fn save(&self, file: &Path) -> std::io::Result<()> {
-        if let Some(dir) = file.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let partial = file.with_extension("json.partial");
-        std::fs::write(&partial, serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
-        std::fs::rename(partial, file)
+        crate::state_file::save(file, self)
     }
 
     /// Notes that `online` are in the quorate partition at `now_ms`.

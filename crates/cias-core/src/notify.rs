@@ -38,6 +38,22 @@ pub enum NotifyError {
     Send { server: String, to: String, reason: String },
 }
 
+/// Mails the administrator from a job nobody watches (keepalived's hook, a service, cron),
+/// with the SMTP password of the installed secrets file, and logs whether it went out: such a
+/// job must go on when mail fails.
+pub fn tell_admin(settings: &ClusterSettings, subject: &str, body: &str) {
+    let secrets = crate::settings::Secrets::load(
+        &std::path::Path::new(crate::paths::MANAGEMENT_DIR).join(crate::paths::SECRETS_FILE),
+    )
+    .ok();
+    let sent = Mailer::from_settings(settings, secrets.as_ref().and_then(|s| s.smtp_password.as_ref()))
+        .and_then(|m| m.send(subject, body));
+    match sent {
+        Ok(()) => tracing::info!("mail sent to {}: {subject}", settings.admin_email),
+        Err(e) => tracing::error!("cannot mail {}: {e}", settings.admin_email),
+    }
+}
+
 /// Sends plain-text mail from the configured sender to one recipient.
 pub struct Mailer {
     transport: SmtpTransport,

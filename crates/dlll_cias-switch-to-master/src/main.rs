@@ -23,9 +23,9 @@ use anyhow::{Context, Result};
 use cias_core::host::{Command, DryRunHost, Host, LocalHost, PeerHost};
 use cias_core::installed::InstalledNode;
 use cias_core::journal::{JournalError, RunLock};
-use cias_core::notify::Mailer;
+use cias_core::notify::tell_admin;
 use cias_core::paths;
-use cias_core::settings::{ClusterSettings, Secrets};
+use cias_core::settings::ClusterSettings;
 use cias_core::takeover::ClusterView;
 use clap::Parser;
 
@@ -139,16 +139,6 @@ impl Ctx {
     }
 }
 
-fn mail(settings: &ClusterSettings, subject: &str, body: &str) {
-    let secrets = Secrets::load(&std::path::Path::new(paths::MANAGEMENT_DIR).join(paths::SECRETS_FILE)).ok();
-    let sent = Mailer::from_settings(settings, secrets.as_ref().and_then(|s| s.smtp_password.as_ref()))
-        .and_then(|m| m.send(subject, body));
-    match sent {
-        Ok(()) => tracing::info!("mail sent to {}: {subject}", settings.admin_email),
-        Err(e) => tracing::error!("cannot mail {}: {e}", settings.admin_email),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
@@ -225,7 +215,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         tl.note(&why);
         eprintln!("dlll_cias-switch-to-master: {why}");
         if !cli.dry_run {
-            mail(&ctx.settings, &format!("DLLL-CIAS: {node} refused to become master"), &tl.text());
+            tell_admin(&ctx.settings, &format!("DLLL-CIAS: {node} refused to become master"), &tl.text());
         }
         return Ok(ExitCode::from(3));
     }
@@ -259,7 +249,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         } else {
             format!("DLLL-CIAS: {node} is the new master")
         };
-        mail(&ctx.settings, &subject, &tl.text());
+        tell_admin(&ctx.settings, &subject, &tl.text());
     }
     print!("{}", tl.text());
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })

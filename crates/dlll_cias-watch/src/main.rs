@@ -4,13 +4,20 @@
 //!
 //! - `vmids`: the master writes which VMID lives on which node, and whether it runs, to
 //!   `/mnt/mfs/cias/pve_master_vmid.conf`; a new master reads it to know which VMs to start.
+//! - `master`: on a "never master" node, tells the administrator when the quorate cluster has
+//!   had no master on two looks a minute apart (this node will not take the role; see
+//!   `cias_core::master_watch`).
 //! - `uplink`, `nodes`: not part of this version (they exit 3 and say so).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use cias_core::host::{Command, Host, LocalHost};
+use cias_core::host::{port_open, Command, Host, LocalHost};
+use cias_core::installed::InstalledNode;
+use cias_core::journal::{JournalError, RunLock};
+use cias_core::master_watch::{Absence, Finding};
 use cias_core::paths;
 use cias_core::proxmox::pvesh::{self, VmResource};
 use cias_core::settings::ClusterSettings;
@@ -22,6 +29,9 @@ use clap::Parser;
 enum Cli {
     /// On the master: write the VMID map /mnt/mfs/cias/pve_master_vmid.conf (every minute).
     Vmids,
+    /// On a never-master node: mail the administrator when no master answers on two looks
+    /// (every minute).
+    Master,
     /// Uplink check (not in this version).
     Uplink,
     /// Node liveness check of the master (not in this version).
@@ -46,11 +56,61 @@ fn vmids(host: &dyn Host) -> Result<()> {
     Ok(())
 }
 
+fn master(host: &dyn Host, node: &str) -> Result<()> {
+    let settings = ClusterSettings::load(&paths::default_settings_file())?;
+    if InstalledNode::load(node)?.priority.can_be_master() {
+        return Ok(()); // its keepalived takes the role itself
+    }
+    let status = host.run(&pvesh::get_json("/cluster/status"))?.stdout;
+    let entries: Vec<pvesh::ClusterStatusEntry> = pvesh::parse("pvesh get /cluster/status", &status)?;
+    if !pvesh::partition(&entries).0 {
+        return Ok(()); // cut off: the fence service acts, and nothing here can tell who is master
+    }
+    // One look at a time (cron, or an administrator at the same moment): told once.
+    let _lock = match RunLock::acquire(&Path::new(paths::STATE_DIR).join("watch-master.lock")) {
+        Err(JournalError::Busy { .. }) => return Ok(()),
+        lock => lock?,
+    };
+    cias_core::logging::to_file_and_stderr(&paths::node_dir(node).join("watch.log"))?;
+    let vip = settings.internal.master_vip.to_string();
+    let answers = port_open(host, &vip, 9421)?;
+    let file = Absence::file();
+    let mut absence = Absence::load(&file);
+    let finding = absence.observe(answers, cias_core::fence::now_ms());
+    absence.save(&file).with_context(|| format!("cannot write {}", file.display()))?;
+    match finding {
+        Finding::Present => {}
+        Finding::Missing(d) => tracing::warn!("no master answers at {vip}:9421 (for {}s)", d.as_secs()),
+        Finding::Back(d) => {
+            tracing::warn!("a master answers at {vip}:9421 again, after {}s without", d.as_secs())
+        }
+        Finding::Tell(d) => {
+            let why = format!(
+                "No master has answered at {vip}:9421 for {}s, and {node} was installed with priority 0 \
+                 (\"never master\"): it does not take the role. The cluster's storage (MooseFS) and router \
+                 have no master. Bring back a node that may be master, or run dlll_cias-switch-to-master \
+                 on one that is up.",
+                d.as_secs()
+            );
+            tracing::error!("{why}");
+            cias_core::notify::tell_admin(
+                &settings,
+                &format!("DLLL-CIAS: no master, and {node} will not take the role"),
+                &why,
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse() {
         Cli::Vmids => paths::node_name()
             .context("cannot read this node's host name")
             .and_then(|node| vmids(&LocalHost::new(node))),
+        Cli::Master => paths::node_name()
+            .context("cannot read this node's host name")
+            .and_then(|node| master(&LocalHost::new(node.clone()), &node)),
         Cli::Uplink | Cli::Nodes => {
             eprintln!("dlll_cias-watch: this check is not part of this version; nothing was done");
             return ExitCode::from(3);
