@@ -3,6 +3,9 @@
 //! - `dlll_cias-fence check` is keepalived's `vrrp_script`, run every second: exit 0 while
 //!   this node is in the quorate Proxmox partition, 1 otherwise. Two failures in a row put
 //!   the VRRP instance in FAULT, which drops the VIPs at once.
+//! - `dlll_cias-fence demoted` is keepalived's `notify_backup`: a node that is (or just became)
+//!   a BACKUP runs no mfsmaster. Two BACKUPs of equal priority can both become MASTER for a
+//!   moment, and both run the takeover; the loser's must not keep a second master running.
 //! - `dlll_cias-fence run` is the `dlll-cias-fence` service on every node (also on "never
 //!   master" nodes, which run no keepalived). It reads the quorum every second; when it goes,
 //!   it kills this node's mfsmaster at once (a second master would fork the file system's
@@ -33,6 +36,8 @@ use clap::Parser;
 enum Cli {
     /// Exit 0 when this node is in the quorate partition, 1 when not (keepalived's check).
     Check,
+    /// This node is a VRRP BACKUP: stop its mfsmaster if one runs (keepalived's notify_backup).
+    Demoted,
     /// Watch the quorum every second and fence this node when it is lost (the service).
     Run {
         /// Cluster settings (fence delay).
@@ -58,11 +63,13 @@ fn quorum(host: &dyn Host) -> (bool, Vec<String>) {
     (quorate, online.into_iter().map(str::to_string).collect())
 }
 
+const NO_MASTER: &str = "no mfsmaster runs here";
+
 fn stop_master(host: &dyn Host) -> Result<String> {
     let active =
         host.execute(&Command::query_argv(&["systemctl", "is-active", "--quiet", "moosefs-master"]))?;
     if !active.success() {
-        return Ok("no mfsmaster runs here".into());
+        return Ok(NO_MASTER.into());
     }
     // SIGKILL, not a clean stop: a clean stop takes about 4 s, during which this master could
     // still accept writes the quorate side never sees.
@@ -107,13 +114,6 @@ fn stop_vms(host: &dyn Host) -> Result<String> {
 /// Back in the quorate partition. If keepalived kept the VIPs through a short loss, nobody
 /// else took over and the master this service killed must come back: run the takeover again.
 fn rejoined(host: &dyn Host, settings: &ClusterSettings) -> Result<String> {
-    let mfs = cias_core::paths::MFS_MOUNT;
-    if !is_mounted(host, mfs)? {
-        // The fence unmounted it; fstab knows how to mount it again.
-        if let Err(e) = host.run(&Command::from_argv(&["mount", mfs])) {
-            tracing::error!("cannot mount {mfs} again - {e}");
-        }
-    }
     if !holds_address(host, &settings.internal.master_vip.to_string())? {
         return Ok("quorum regained: this node is a plain BACKUP".into());
     }
@@ -121,6 +121,115 @@ fn rejoined(host: &dyn Host, settings: &ClusterSettings) -> Result<String> {
     // In its own unit: the takeover may wait minutes, and this loop must keep watching.
     host.run(&Command::from_argv(&["systemd-run", "--quiet", "--collect", &takeover, "--from-keepalived"]))?;
     Ok("quorum regained while holding the master VIP: takeover started again".into())
+}
+
+/// MooseFS's data directory: the master's own files and the metalogger's copies (`*_ml*`).
+const MFS_DATA: &str = "/var/lib/mfs";
+/// How many sets of a former master's files are kept.
+const KEEP_SET_ASIDE: usize = 5;
+
+/// Whether `name` in the data directory is one of the master's own files (not the
+/// metalogger's, not the shipped `metadata.mfs.empty`).
+fn own_master_file(name: &str) -> bool {
+    name == "metadata.mfs"
+        || name.starts_with("metadata.mfs.back")
+        || name == "sessions.mfs"
+        || (name.starts_with("changelog.") && name.ends_with(".mfs"))
+}
+
+/// Moves this node's own master files into `old-master-<unix time>` in the data directory
+/// (the newest five sets are kept). Once another node is master they are stale, and worse: a
+/// master cut off by a split brain wrote changes the quorate side never saw, numbered like
+/// the new master's, so a later `mfsmaster -a` here could replay them over the metalogger's
+/// (MooseFS's own recovery tests leave only the metalogger's files too).
+fn set_aside_master_files(host: &dyn Host) -> Result<Option<String>> {
+    let listing = host.run(&Command::query_argv(&["ls", "-1", MFS_DATA]))?.stdout;
+    if !listing.lines().any(own_master_file) {
+        return Ok(None);
+    }
+    let dir = format!("{MFS_DATA}/old-master-{}", now_ms() / 1000);
+    move_into(host, &dir, own_master_file)?;
+    let mut sets: Vec<&str> = listing.lines().filter(|n| n.starts_with("old-master-")).collect();
+    sets.sort_by_key(|n| n.trim_start_matches("old-master-").parse::<u64>().unwrap_or(0));
+    for old in sets.iter().rev().skip(KEEP_SET_ASIDE - 1) {
+        host.run(&Command::from_argv(&["rm", "-rf", "--", &format!("{MFS_DATA}/{old}")]))?;
+    }
+    Ok(Some(dir))
+}
+
+/// Moves the files of the data directory that `which` picks into `dir` (created).
+fn move_into(host: &dyn Host, dir: &str, which: impl Fn(&str) -> bool) -> Result<()> {
+    let listing = host.run(&Command::query_argv(&["ls", "-1", MFS_DATA]))?.stdout;
+    let files: Vec<String> =
+        listing.lines().filter(|n| which(n)).map(|n| format!("{MFS_DATA}/{n}")).collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    host.run(&Command::from_argv(&["mkdir", "-p", dir]))?;
+    let mut mv = vec!["mv", "-t", dir, "--"];
+    mv.extend(files.iter().map(String::as_str));
+    host.run(&Command::from_argv(&mv))?;
+    Ok(())
+}
+
+/// keepalived's notify_backup: this node is not the master (any more), so it runs no
+/// mfsmaster and keeps no master files a later promotion could take for current.
+fn demoted() -> Result<()> {
+    let node = cias_core::paths::node_name().context("cannot read this node's host name")?;
+    let host = LocalHost::new(node.clone());
+    cias_core::logging::to_file_and_stderr(&cias_core::paths::node_dir(&node).join("fence.log"))?;
+    let outcome = stop_master(&host)?;
+    if outcome != NO_MASTER {
+        tracing::warn!("keepalived made this node a BACKUP: {outcome}");
+    }
+    if let Some(dir) = set_aside_master_files(&host)? {
+        tracing::warn!("this node's former mfsmaster files moved to {dir} (a promotion here starts from the metalogger's)");
+        // While this node was master its metalogger followed it, also through a split brain
+        // where it kept changes nobody else has: it starts over from the current master.
+        restart_metalogger_empty(&host, &dir)?;
+        tracing::warn!(
+            "the metalogger's copy moved there too: it downloads the current master's metadata afresh"
+        );
+    }
+    Ok(())
+}
+
+/// Restarts this node's metalogger with none of its files (moved into `dir`).
+fn restart_metalogger_empty(host: &dyn Host, dir: &str) -> Result<()> {
+    host.run(&Command::from_argv(&["systemctl", "stop", "moosefs-metalogger"]))?;
+    move_into(host, dir, |n| n.contains("_ml"))?;
+    host.run(&Command::from_argv(&["systemctl", "start", "moosefs-metalogger"]))?;
+    Ok(())
+}
+
+const REMOUNT_RETRY: Duration = Duration::from_secs(5);
+
+/// Mounts MooseFS again (fstab knows how) in a transient unit, so this loop never blocks on
+/// it (a mount waits for a master); returns whether to look again later.
+fn remount(host: &dyn Host) -> bool {
+    let mfs = cias_core::paths::MFS_MOUNT;
+    match is_mounted(host, mfs) {
+        Ok(true) => {
+            tracing::warn!("{mfs} is mounted again");
+            false
+        }
+        Ok(false) => {
+            // Fails while the previous attempt still runs under the same name: looked at later.
+            let _ = host.execute(&Command::from_argv(&[
+                "systemd-run",
+                "--quiet",
+                "--collect",
+                "--unit=dlll-cias-remount",
+                "mount",
+                mfs,
+            ]));
+            true
+        }
+        Err(e) => {
+            tracing::error!("cannot read the mounts - {e}");
+            true
+        }
+    }
 }
 
 fn run(config: &std::path::Path) -> Result<()> {
@@ -132,6 +241,7 @@ fn run(config: &std::path::Path) -> Result<()> {
     let seen_file = LastSeen::file();
     let mut seen = LastSeen::load(&seen_file);
     let mut fence = SelfFence::default();
+    let mut remount_due: Option<Instant> = None;
     tracing::warn!("fence service started on {node} (fence delay {}s)", delay.as_secs());
     loop {
         let tick = Instant::now();
@@ -143,7 +253,15 @@ fn run(config: &std::path::Path) -> Result<()> {
                 tracing::error!("cannot write {} - {e}", seen_file.display());
             }
         }
+        // The fence unmounted MooseFS; back in the quorum it is mounted again, retried every
+        // few seconds (it fails while no master runs, e.g. during the takeover that follows).
+        if quorate && remount_due.is_some_and(|due| tick >= due) {
+            remount_due = remount(&host).then(|| tick + REMOUNT_RETRY);
+        }
         for action in fence.tick(quorate, now, delay) {
+            if action == FenceAction::StopVms {
+                remount_due = Some(tick);
+            }
             let outcome = match action {
                 FenceAction::StopMaster => stop_master(&host).map(|o| format!("quorum lost: {o}")),
                 FenceAction::StopVms => stop_vms(&host)
@@ -168,6 +286,14 @@ fn main() -> ExitCode {
                 _ => ExitCode::FAILURE,
             }
         }
+        Cli::Demoted => match demoted() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("demotion failed - {e:#}");
+                eprintln!("dlll_cias-fence: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Cli::Run { config } => match run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -175,5 +301,36 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_master_file;
+
+    #[test]
+    fn only_the_masters_own_files_are_set_aside() {
+        for own in [
+            "metadata.mfs",
+            "metadata.mfs.back",
+            "metadata.mfs.back.1",
+            "changelog.0.mfs",
+            "changelog.12.mfs",
+            "sessions.mfs",
+        ] {
+            assert!(own_master_file(own), "{own}");
+        }
+        for kept in [
+            "metadata_ml.mfs",
+            "metadata_ml.mfs.back",
+            "changelog_ml.0.mfs",
+            "changelog_ml_back.0.mfs",
+            "sessions_ml.mfs",
+            "metadata.mfs.empty",
+            "chunkserverid.mfs",
+            "old-master-1",
+        ] {
+            assert!(!own_master_file(kept), "{kept}");
+        }
     }
 }

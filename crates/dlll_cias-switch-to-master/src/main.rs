@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use cias_core::host::{Command, DryRunHost, Host, LocalHost, PeerHost};
 use cias_core::installed::InstalledNode;
 use cias_core::journal::{JournalError, RunLock};
@@ -131,6 +131,15 @@ impl Ctx {
         Ok(Peer { host: dry_run_or(self.dry_run, Arc::new(link.clone())), link })
     }
 
+    /// Fails with [`LostElection`] once this node does not hold the master VIP (a dry run
+    /// goes on as if it did).
+    pub fn still_master(&self) -> Result<()> {
+        if !self.dry_run && !self.holds_master_vip()? {
+            bail!(LostElection);
+        }
+        Ok(())
+    }
+
     pub fn holds_master_vip(&self) -> Result<bool> {
         Ok(cias_core::host::holds_address(
             self.host.as_ref(),
@@ -238,16 +247,21 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     } else {
         manual::switch(&ctx, &mut tl)
     };
-    let failed = outcome.is_err();
     if let Err(e) = &outcome {
         tl.note(&format!("takeover stopped - {e:#}"));
+        if e.is::<LostElection>() {
+            // Not a failure: the winner's takeover goes on and mails the administrator.
+            print!("{}", tl.text());
+            return Ok(ExitCode::SUCCESS);
+        }
     }
+    let failed = outcome.is_err();
     tl.note(&format!("takeover finished after {:.1}s", tl.elapsed().as_secs_f64()));
     if !cli.dry_run {
-        let subject = if failed {
-            format!("DLLL-CIAS: {node} is master, but the takeover had failures")
-        } else {
-            format!("DLLL-CIAS: {node} is the new master")
+        let subject = match (failed, ctx.holds_master_vip().unwrap_or(false)) {
+            (false, _) => format!("DLLL-CIAS: {node} is the new master"),
+            (true, true) => format!("DLLL-CIAS: {node} is master, but the takeover had failures"),
+            (true, false) => format!("DLLL-CIAS: {node} did not become master"),
         };
         tell_admin(&ctx.settings, &subject, &tl.text());
     }
@@ -256,7 +270,32 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 }
 
 /// Scenario 3: MooseFS first (clients wait on it), then the VMs.
+///
+/// Two BACKUPs of equal priority that lose the master at the same moment both become MASTER
+/// and both run this; the one with the lower address yields within milliseconds, on the
+/// other's first advert (keepalived's tie rule). So every step first checks that this node
+/// still holds the VIP, and a promotion that raced with the demotion is undone; the loser's
+/// notify_backup (`dlll_cias-fence demoted`) stops its mfsmaster too.
 pub fn takeover(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
+    ctx.still_master()?;
     tl.step("MooseFS master promoted from the local metalogger", |tl| moosefs::promote(ctx, tl))?;
+    if let Err(lost) = ctx.still_master() {
+        moosefs::demote(ctx)?;
+        return Err(lost);
+    }
+    moosefs::ensure_mounted(ctx, tl)?;
     vms::reconcile(ctx, tl)
 }
+
+/// This node stopped holding the master VIP (another node won the election): its takeover
+/// stops, the winner's goes on.
+#[derive(Debug)]
+pub struct LostElection;
+
+impl std::fmt::Display for LostElection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("this node no longer holds the master VIP (another node won the election); its takeover stops here")
+    }
+}
+
+impl std::error::Error for LostElection {}

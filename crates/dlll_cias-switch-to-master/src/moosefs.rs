@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cias_core::host::{port_open, Command};
+use cias_core::host::{is_mounted, port_open, Command};
 
 use crate::timeline::Timeline;
 use crate::{Ctx, Peer};
@@ -82,4 +82,34 @@ pub fn restart_old_master(old: &Peer) -> Result<()> {
         old.host.run(&Command::from_argv(&["systemctl", "start", unit]))?;
     }
     Ok(())
+}
+
+/// Undoes a promotion that raced with losing the election, the way keepalived's
+/// notify_backup does (`dlll_cias-fence demoted`: mfsmaster stopped, its files set aside).
+pub fn demote(ctx: &Ctx) -> Result<()> {
+    let fence = format!("{}/dlll_cias-fence", cias_core::paths::BIN_DIR);
+    ctx.host.run(&Command::from_argv(&[&fence, "demoted"]))?;
+    Ok(())
+}
+
+/// Mounts `/mnt/mfs` here when it is not (the fence unmounts it, and a remount fails while no
+/// master runs): the VM map and the VMs' disks are read through it.
+pub fn ensure_mounted(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
+    let mount = cias_core::paths::MFS_MOUNT;
+    if is_mounted(ctx.host.as_ref(), mount)? {
+        return Ok(());
+    }
+    let started = Instant::now();
+    loop {
+        let tried =
+            ctx.host.execute(&Command::from_argv(&["mount", mount]).timeout(Duration::from_secs(30)))?;
+        if ctx.dry_run || is_mounted(ctx.host.as_ref(), mount)? {
+            tl.note(&format!("{mount} mounted again"));
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("cannot mount {mount}: {}", tried.stderr.trim());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }

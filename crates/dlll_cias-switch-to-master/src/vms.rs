@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cias_core::fence::{now_ms, LastSeen};
-use cias_core::host::{Command, Host};
+use cias_core::host::{is_mounted, Command, Host};
 use cias_core::paths;
 use cias_core::takeover::{self, Action, ClusterView, Inputs, ROUTER_VMID};
 
@@ -87,14 +87,23 @@ fn newest_archive(ctx: &Ctx, vmid: u32) -> Result<String> {
     archives.last().map(|a| a.to_string()).with_context(|| format!("VM {vmid} has no backup in {dump}"))
 }
 
-/// Whether the VM's first disk still exists (on shared storage it survives its node).
+/// Whether the VM's first disk still exists (on shared storage it survives its node). Only a
+/// mounted MooseFS can answer "gone": a missing mount would look the same and send a VM back
+/// to last week's backup.
 fn disk_exists(ctx: &Ctx, config: &str) -> Result<bool> {
     let Some(volume) = takeover::first_disk(config) else { return Ok(true) };
     let path = ctx.host.execute(&Command::query_argv(&["pvesm", "path", &volume]))?;
     if !path.success() {
         return Ok(false);
     }
-    Ok(ctx.host.execute(&Command::query_argv(&["test", "-e", path.stdout.trim()]))?.success())
+    let path = path.stdout.trim();
+    if path.starts_with(paths::MFS_MOUNT) && !is_mounted(ctx.host.as_ref(), paths::MFS_MOUNT)? {
+        bail!(
+            "{} is not mounted, so whether {path} still exists is unknown; nothing restored",
+            paths::MFS_MOUNT
+        );
+    }
+    Ok(ctx.host.execute(&Command::query_argv(&["test", "-e", path]))?.success())
 }
 
 /// Moves a lost node's VM to `to` (the documented way: rename its config inside /etc/pve,
@@ -157,6 +166,7 @@ pub fn reconcile(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
     let mut announced: BTreeSet<String> = BTreeSet::new();
     let mut should = None;
     loop {
+        ctx.still_master()?;
         let view = ctx.view()?;
         if !view.quorate {
             bail!("this node lost quorum during the takeover; it stops here (the fence service takes over)");

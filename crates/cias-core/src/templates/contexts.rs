@@ -33,6 +33,9 @@ pub struct KeepalivedContext {
     pub external_vip: String,
     /// Command keepalived runs when this node becomes master.
     pub notify_master: String,
+    /// Command keepalived runs when this node becomes (or starts as) a BACKUP: a master that
+    /// lost the election stops its mfsmaster.
+    pub notify_backup: String,
     /// Quorum check tracked every second, when installed.
     pub quorum_check: Option<String>,
 }
@@ -68,6 +71,7 @@ impl KeepalivedContext {
                 settings.external.network.prefix_len()
             ),
             notify_master: format!("{}/dlll_cias-switch-to-master --from-keepalived", paths::BIN_DIR),
+            notify_backup: format!("{}/dlll_cias-fence demoted", paths::BIN_DIR),
             quorum_check: Some(format!("{}/dlll_cias-fence check", paths::BIN_DIR)),
         })
     }
