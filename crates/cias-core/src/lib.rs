@@ -26,6 +26,7 @@ pub mod installed;
 pub mod journal;
 pub mod logging;
 pub mod master_watch;
+pub mod mfs_metadata;
 pub mod netplan;
 pub mod notify;
 pub mod paths;

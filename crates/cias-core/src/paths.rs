@@ -16,6 +16,9 @@ pub const TEMPLATE_OVERRIDE_DIR: &str = "templates";
 pub const BIN_DIR: &str = "/usr/local/sbin";
 /// The MooseFS mount and the master's name in `/etc/hosts`.
 pub const MFS_MOUNT: &str = "/mnt/mfs";
+/// systemd's unit for [`MFS_MOUNT`] (from its fstab line): mounting through it keeps mfsmount
+/// in that unit, where nothing kills it when the starting command ends.
+pub const MFS_MOUNT_UNIT: &str = "mnt-mfs.mount";
 pub const MFS_MASTER_HOST: &str = "cias-pve-master";
 /// Data disks are mounted at `/data/<dev>`.
 pub const DATA_DISK_ROOT: &str = "/data";

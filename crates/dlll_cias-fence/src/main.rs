@@ -132,6 +132,7 @@ const KEEP_SET_ASIDE: usize = 5;
 /// metalogger's, not the shipped `metadata.mfs.empty`).
 fn own_master_file(name: &str) -> bool {
     name == "metadata.mfs"
+        || name == "metadata.crc"
         || name.starts_with("metadata.mfs.back")
         || name == "sessions.mfs"
         || (name.starts_with("changelog.") && name.ends_with(".mfs"))
@@ -204,8 +205,8 @@ fn restart_metalogger_empty(host: &dyn Host, dir: &str) -> Result<()> {
 
 const REMOUNT_RETRY: Duration = Duration::from_secs(5);
 
-/// Mounts MooseFS again (fstab knows how) in a transient unit, so this loop never blocks on
-/// it (a mount waits for a master); returns whether to look again later.
+/// Mounts MooseFS again through its systemd unit, without waiting (a mount waits for a
+/// master, and this loop must not); returns whether to look again later.
 fn remount(host: &dyn Host) -> bool {
     let mfs = cias_core::paths::MFS_MOUNT;
     match is_mounted(host, mfs) {
@@ -214,15 +215,10 @@ fn remount(host: &dyn Host) -> bool {
             false
         }
         Ok(false) => {
-            // Fails while the previous attempt still runs under the same name: looked at later.
-            let _ = host.execute(&Command::from_argv(&[
-                "systemd-run",
-                "--quiet",
-                "--collect",
-                "--unit=dlll-cias-remount",
-                "mount",
-                mfs,
-            ]));
+            let unit = cias_core::paths::MFS_MOUNT_UNIT;
+            if let Err(e) = host.run(&Command::from_argv(&["systemctl", "start", "--no-block", unit])) {
+                tracing::error!("cannot start {unit} - {e}");
+            }
             true
         }
         Err(e) => {

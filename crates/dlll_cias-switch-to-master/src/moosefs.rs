@@ -7,12 +7,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cias_core::host::{is_mounted, port_open, Command};
+use cias_core::host::{is_mounted, port_open, Command, Host};
 
 use crate::timeline::Timeline;
 use crate::{Ctx, Peer};
 
-const DATA_PATH: &str = "/var/lib/mfs";
+use cias_core::mfs_metadata::{newest_version_command, parse_newest_version, DATA_PATH};
 const METADATA: &str = "/var/lib/mfs/metadata.mfs";
 /// `mfsmaster stop` takes ~4 s (measured); a big namespace takes longer to dump.
 const STOP_LIMIT: Duration = Duration::from_secs(300);
@@ -26,10 +26,75 @@ pub fn needs_promotion(ctx: &Ctx) -> Result<bool> {
     Ok(!active(ctx, "moosefs-master")?)
 }
 
+/// The newest metadata version `host` holds (0: none).
+fn newest_version(host: &dyn Host) -> Result<u64> {
+    Ok(parse_newest_version(&host.run(&newest_version_command())?.stdout).unwrap_or(0))
+}
+
+/// How long the takeover waits for the other nodes to say how new their copy is: a node that
+/// just died may still be listed online, and its SSH connection would hang.
+const ASK_LIMIT: Duration = Duration::from_millis(1500);
+
+/// Makes sure this node starts from the newest copy in the quorate partition: when another
+/// node's metalogger is ahead of this one's (this one was reconnecting, or started over after
+/// a split brain), that node's metalogger files are copied here first. The nodes are asked in
+/// parallel, one SSH round each; those that do not answer within [`ASK_LIMIT`] are left out.
+fn take_newer_copy(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
+    let mine = newest_version(ctx.host.as_ref())?;
+    let view = ctx.view()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut asked = 0;
+    for name in view.online().into_iter().filter(|n| *n != ctx.node) {
+        let peer = ctx.peer(name, &view)?;
+        let tx = tx.clone();
+        asked += 1;
+        std::thread::spawn(move || {
+            let version = newest_version(peer.host.as_ref());
+            let _ = tx.send((peer, version));
+        });
+    }
+    let deadline = Instant::now() + ASK_LIMIT;
+    let mut best: Option<(Peer, u64)> = None;
+    for _ in 0..asked {
+        let Ok((peer, version)) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            tl.note("a node did not say in time how new its metadata is; it is left out");
+            break;
+        };
+        match version {
+            Ok(v) if v > best.as_ref().map_or(mine, |b| b.1) => best = Some((peer, v)),
+            Ok(_) => {}
+            Err(e) => tl.note(&format!("cannot ask {} how new its metadata is - {e:#}", peer.name())),
+        }
+    }
+    let Some((peer, version)) = best else { return Ok(()) };
+    tl.note(&format!(
+        "{} holds newer metadata (version {version}, here {mine}): its metalogger's copy comes here first",
+        peer.name()
+    ));
+    ctx.host.run(&Command::from_argv(&["systemctl", "stop", "moosefs-metalogger"]))?;
+    ctx.host.run(&peer.copy_from(&format!("{DATA_PATH}/*_ml*"), &format!("{DATA_PATH}/")))?;
+    ctx.host.run(&Command::from_argv(&[
+        "find",
+        DATA_PATH,
+        "-maxdepth",
+        "1",
+        "-name",
+        "*_ml*",
+        "-exec",
+        "chown",
+        "mfs:mfs",
+        "{}",
+        "+",
+    ]))?;
+    ctx.host.run(&Command::from_argv(&["systemctl", "start", "moosefs-metalogger"]))?;
+    Ok(())
+}
+
 pub fn promote(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
     if active(ctx, "moosefs-master")? {
         tl.note("mfsmaster already runs on this node");
     } else {
+        take_newer_copy(ctx, tl)?;
         let files = ctx.host.run(&Command::query_argv(&["ls", DATA_PATH]))?.stdout;
         let has_metadata =
             files.lines().any(|f| f.starts_with("metadata_ml.mfs") || f.starts_with("metadata.mfs"));
@@ -101,8 +166,8 @@ pub fn ensure_mounted(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
     }
     let started = Instant::now();
     loop {
-        let tried =
-            ctx.host.execute(&Command::from_argv(&["mount", mount]).timeout(Duration::from_secs(30)))?;
+        let start = Command::from_argv(&["systemctl", "start", cias_core::paths::MFS_MOUNT_UNIT]);
+        let tried = ctx.host.execute(&start.timeout(Duration::from_secs(30)))?;
         if ctx.dry_run || is_mounted(ctx.host.as_ref(), mount)? {
             tl.note(&format!("{mount} mounted again"));
             return Ok(());

@@ -177,8 +177,11 @@ pub fn mount(ctx: &mut Ctx) -> Result<()> {
         )?;
     }
     ctx.run(&["mkdir", "-p", MFS_MOUNT])?;
+    // systemd makes its mount unit from the fstab line; the fence and the takeover mount
+    // MooseFS again through that unit.
+    ctx.run(&["systemctl", "daemon-reload"])?;
     if !mounted(ctx, MFS_MOUNT)? {
-        ctx.run(&["mount", MFS_MOUNT])?;
+        ctx.run(&["systemctl", "start", cias_core::paths::MFS_MOUNT_UNIT])?;
     }
     ctx.wait_until("/mnt/mfs mounted", Duration::from_secs(30), || mounted(ctx, MFS_MOUNT))?;
     Ok(())
