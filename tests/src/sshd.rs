@@ -48,7 +48,21 @@ impl Sshd {
         std::fs::copy(dir.path().join("client_key.pub"), dir.path().join("authorized_keys"))?;
         // sshd insists on its privilege-separation directory.
         std::fs::create_dir_all("/run/sshd")?;
-        let port = free_port()?;
+        // A free port can be taken by another test's server between our look and sshd's bind
+        // (seen in CI: this test then talked to the other server); a few tries with fresh ports.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Self::spawn(&dir, &extra, free_port()?) {
+                Ok((child, port)) => return Ok(Self { dir, port, child }),
+                Err(e) if tries < 3 => eprintln!("sshd: retrying on another port - {e:#}"),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Starts sshd on `port` and waits until its own log says it listens there.
+    fn spawn(dir: &tempfile::TempDir, extra: &str, port: u16) -> Result<(duct::Handle, u16)> {
         let config = dir.path().join("sshd_config");
         std::fs::write(
             &config,
@@ -66,23 +80,20 @@ impl Sshd {
             .unchecked()
             .start()
             .context("starting sshd (is openssh-server installed?)")?;
-        let server = Self { dir, port, child };
-        server.wait_ready()?;
-        Ok(server)
-    }
-
-    fn wait_ready(&self) -> Result<()> {
+        let log = || std::fs::read_to_string(dir.path().join("sshd.log")).unwrap_or_default();
+        let listening = format!("Server listening on 127.0.0.1 port {port}");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
+            if log().contains(&listening) && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok((child, port));
             }
-            if let Some(out) = self.child.try_wait()? {
-                bail!("sshd exited with {:?}: {}", out.status, self.log());
+            if let Some(out) = child.try_wait()? {
+                bail!("sshd exited with {:?}: {}", out.status, log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("sshd did not listen on port {} within 10 s: {}", self.port, self.log())
+        let _ = child.kill();
+        bail!("sshd did not listen on port {port} within 10 s: {}", log())
     }
 
     pub fn port(&self) -> u16 {
