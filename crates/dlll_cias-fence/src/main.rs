@@ -203,21 +203,29 @@ fn restart_metalogger_empty(host: &dyn Host, dir: &str) -> Result<()> {
     Ok(())
 }
 
-const REMOUNT_RETRY: Duration = Duration::from_secs(5);
+const REMOUNT_RETRY: Duration = Duration::from_secs(10);
 
 /// Mounts MooseFS again through its systemd unit, without waiting (a mount waits for a
-/// master, and this loop must not); returns whether to look again later.
-fn remount(host: &dyn Host) -> bool {
+/// master, and this loop must not); `attempt` counts from 0. Returns whether to look again.
+fn remount(host: &dyn Host, attempt: u32) -> bool {
     let mfs = cias_core::paths::MFS_MOUNT;
+    let unit = cias_core::paths::MFS_MOUNT_UNIT;
     match is_mounted(host, mfs) {
         Ok(true) => {
             tracing::warn!("{mfs} is mounted again");
             false
         }
         Ok(false) => {
-            let unit = cias_core::paths::MFS_MOUNT_UNIT;
-            if let Err(e) = host.run(&Command::from_argv(&["systemctl", "start", "--no-block", unit])) {
-                tracing::error!("cannot start {unit} - {e}");
+            // A start does nothing while systemd still counts the forced-off mount as its
+            // unit's; later attempts restart it.
+            let verb = if attempt == 0 { "start" } else { "restart" };
+            if attempt > 0 {
+                let state = host.execute(&Command::query_argv(&["systemctl", "is-active", unit]));
+                let state = state.map(|o| o.stdout.trim().to_string()).unwrap_or_default();
+                tracing::warn!("{mfs} is still not mounted ({unit} {state}); restarting it");
+            }
+            if let Err(e) = host.run(&Command::from_argv(&["systemctl", verb, "--no-block", unit])) {
+                tracing::error!("cannot {verb} {unit} - {e}");
             }
             true
         }
@@ -238,6 +246,7 @@ fn run(config: &std::path::Path) -> Result<()> {
     let mut seen = LastSeen::load(&seen_file);
     let mut fence = SelfFence::default();
     let mut remount_due: Option<Instant> = None;
+    let mut remount_attempts = 0;
     tracing::warn!("fence service started on {node} (fence delay {}s)", delay.as_secs());
     loop {
         let tick = Instant::now();
@@ -252,11 +261,12 @@ fn run(config: &std::path::Path) -> Result<()> {
         // The fence unmounted MooseFS; back in the quorum it is mounted again, retried every
         // few seconds (it fails while no master runs, e.g. during the takeover that follows).
         if quorate && remount_due.is_some_and(|due| tick >= due) {
-            remount_due = remount(&host).then(|| tick + REMOUNT_RETRY);
+            remount_due = remount(&host, remount_attempts).then(|| tick + REMOUNT_RETRY);
+            remount_attempts = if remount_due.is_some() { remount_attempts + 1 } else { 0 };
         }
         for action in fence.tick(quorate, now, delay) {
             if action == FenceAction::StopVms {
-                remount_due = Some(tick);
+                (remount_due, remount_attempts) = (Some(tick), 0);
             }
             let outcome = match action {
                 FenceAction::StopMaster => stop_master(&host).map(|o| format!("quorum lost: {o}")),
