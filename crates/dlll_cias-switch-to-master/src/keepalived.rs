@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use cias_core::host::Command;
 use cias_core::paths;
 
@@ -48,21 +48,21 @@ pub fn switch_file_left_active(ctx: &Ctx) -> Result<bool> {
     Ok(read(ctx, ACTIVE)? == read(ctx, &switch)?)
 }
 
-/// Raises this node above every other and waits until it holds the master VIP. Returns
-/// whether it did within [`WIN_LIMIT`]; the caller restores the normal file either way.
-pub fn win_election(ctx: &Ctx) -> Result<bool> {
+/// Raises this node above every other and waits until it holds the master VIP, for at most
+/// [`WIN_LIMIT`]; the caller restores the normal file either way.
+pub fn win_election(ctx: &Ctx) -> Result<()> {
     activate(ctx, true)?;
     if ctx.dry_run {
-        return Ok(true);
+        return Ok(());
     }
     let started = Instant::now();
     while started.elapsed() < WIN_LIMIT {
         if ctx.holds_master_vip()? {
-            return Ok(true);
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(false)
+    bail!("this node does not hold the master VIP after {} s", WIN_LIMIT.as_secs())
 }
 
 /// Back to this node's normal configuration (its priority, nopreempt).

@@ -47,7 +47,7 @@ pub fn switch(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
         .step("normal keepalived configuration restored (nopreempt keeps this node master)", |_| {
             keepalived::restore_normal(ctx)
         });
-    let won = matches!(won, Ok(true)) || (!ctx.dry_run && ctx.holds_master_vip()?);
+    let won = won.is_ok() || (!ctx.dry_run && ctx.holds_master_vip()?);
     if !won {
         // The old master gets its mfsmaster back only while it still holds the VIP: if a
         // third node won meanwhile (another switch), that node's takeover runs MooseFS.
