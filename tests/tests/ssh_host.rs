@@ -25,16 +25,17 @@ fn key_login_with_a_pinned_host_key_runs_argv_exactly() {
     let sshd = server();
     let host = SshHost::connect(sshd.target(sshd.pinned_known_hosts().unwrap()))
         .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
-    let out = host.run(&Command::new("printf").args(["%s|", "two words", "it's", "$(id)", "*", ""])).unwrap();
+    let out =
+        host.run(&Command::from_argv(&["printf", "%s|", "two words", "it's", "$(id)", "*", ""])).unwrap();
     assert_eq!(out.stdout, "two words|it's|$(id)|*||");
-    assert_eq!(host.run(&Command::new("id").arg("-u")).unwrap().stdout, "0\n");
+    assert_eq!(host.run(&Command::from_argv(&["id", "-u"])).unwrap().stdout, "0\n");
 }
 
 #[test]
 fn the_remote_environment_is_pinned() {
     let sshd = server();
     let host = connect(&sshd);
-    let env = host.run(&Command::new("env")).unwrap().stdout;
+    let env = host.run(&Command::from_argv(&["env"])).unwrap().stdout;
     assert!(env.lines().any(|l| l == format!("PATH={}", cias_core::host::SAFE_PATH)), "{env}");
     assert!(env.lines().any(|l| l == "LC_ALL=C"), "{env}");
 }
@@ -45,9 +46,12 @@ fn secrets_travel_over_stdin_not_argv() {
     let host = connect(&sshd);
     let secret = Secret::new("dlll@nccu 'quoted' $HOME");
     // The remote side sees the secret on stdin, and its argv (visible in ps) does not hold it.
-    let cmd = Command::new("sh")
-        .args(["-c", "read -r pw; echo \"got:$pw\"; cat /proc/$$/cmdline | tr '\\0' ' '"])
-        .stdin_secret(&secret);
+    let cmd = Command::from_argv(&[
+        "sh",
+        "-c",
+        "read -r pw; echo \"got:$pw\"; cat /proc/$$/cmdline | tr '\\0' ' '",
+    ])
+    .stdin_secret(&secret);
     let out = host.run(&cmd).unwrap().stdout;
     assert!(out.starts_with("got:dlll@nccu 'quoted' $HOME\n"), "{out}");
     assert!(!out.lines().nth(1).unwrap_or_default().contains("dlll@nccu"), "{out}");
@@ -58,12 +62,12 @@ fn secrets_travel_over_stdin_not_argv() {
 fn failures_name_host_command_status_and_stderr() {
     let sshd = server();
     let host = connect(&sshd);
-    let err = host.run(&Command::new("sh").args(["-c", "echo 'no quorum' >&2; exit 2"])).unwrap_err();
+    let err = host.run(&Command::from_argv(&["sh", "-c", "echo 'no quorum' >&2; exit 2"])).unwrap_err();
     assert_eq!(
         err.to_string(),
         "`sh -c 'echo '\\''no quorum'\\'' >&2; exit 2'` on sshtest failed with exit status 2 - no quorum"
     );
-    let out = host.execute(&Command::new("sh").args(["-c", "echo out; echo err >&2; exit 7"])).unwrap();
+    let out = host.execute(&Command::from_argv(&["sh", "-c", "echo out; echo err >&2; exit 7"])).unwrap();
     assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (Some(7), "out\n", "err\n"));
 }
 
@@ -72,7 +76,7 @@ fn large_stdout_and_stderr_together_do_not_stall() {
     let sshd = server();
     let host = connect(&sshd);
     let script = "head -c 3000000 /dev/zero | tr '\\0' e >&2; head -c 3000000 /dev/zero | tr '\\0' o";
-    let out = host.run(&Command::new("sh").args(["-c", script])).unwrap();
+    let out = host.run(&Command::from_argv(&["sh", "-c", script])).unwrap();
     assert_eq!((out.stdout.len(), out.stderr.len()), (3_000_000, 3_000_000));
 }
 
@@ -80,8 +84,9 @@ fn large_stdout_and_stderr_together_do_not_stall() {
 fn a_slow_command_times_out() {
     let sshd = server();
     let host = connect(&sshd);
-    let err =
-        host.run(&Command::new("sleep").arg("30").timeout(std::time::Duration::from_secs(1))).unwrap_err();
+    let err = host
+        .run(&Command::from_argv(&["sleep", "30"]).timeout(std::time::Duration::from_secs(1)))
+        .unwrap_err();
     assert!(matches!(err, HostError::Timeout { .. }), "{err}");
     assert_eq!(err.to_string(), "`sleep 30` on sshtest timed out after 1s");
 }
@@ -158,7 +163,7 @@ fn the_expected_fingerprint_lets_the_login_through() {
     let mut target = sshd.target(sshd.dir().join("known_hosts.unused"));
     target.host_key = HostKeyPolicy::ExpectFingerprint(sshd.fingerprint().unwrap());
     let host = SshHost::connect(target).unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
-    assert_eq!(host.run(&Command::new("id").arg("-u")).unwrap().stdout, "0\n");
+    assert_eq!(host.run(&Command::from_argv(&["id", "-u"])).unwrap().stdout, "0\n");
 }
 
 #[test]
@@ -202,7 +207,7 @@ fn a_scanned_line_pins_the_host() {
 
 fn connect_pinned(sshd: &Sshd, known_hosts: std::path::PathBuf) {
     let host = SshHost::connect(sshd.target(known_hosts)).unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
-    assert_eq!(host.run(&Command::new("true")).unwrap().code, Some(0));
+    assert_eq!(host.run(&Command::from_argv(&["true"])).unwrap().code, Some(0));
 }
 
 #[test]

@@ -21,7 +21,8 @@ use crate::paths;
 
 /// `lsblk` with the columns the plan needs (read-only).
 pub fn lsblk_command() -> Command {
-    Command::query("lsblk").args([
+    Command::query_argv(&[
+        "lsblk",
         "--json",
         "--bytes",
         "--output",
@@ -173,7 +174,7 @@ fn held(d: &Device) -> Option<String> {
 /// `blkid -p` on one device: reads its superblocks and partition table directly, no cache.
 /// Exit 0 with `TYPE=` / `PTTYPE=` lines when it finds something, 2 when it finds nothing.
 pub fn probe_command(device: &str) -> Command {
-    Command::query("blkid").args(["-p", "-o", "export", device])
+    Command::query_argv(&["blkid", "-p", "-o", "export", device])
 }
 
 /// Corrects a disk that lsblk saw as blank with the result of [`probe_command`] on it: any

@@ -21,7 +21,7 @@ pub fn newest_version_command() -> Command {
          for f in metadata*.mfs metadata*.mfs.back; do [ -s \"$f\" ] && \
          printf 'metadata %s\\n' \"$(od -A n -t u8 --endian=big -j 8 -N 8 -- \"$f\")\"; done; true"
     );
-    Command::query("sh").args(["-c", &script])
+    Command::query_argv(&["sh", "-c", &script])
 }
 
 /// The newest version in the output of [`newest_version_command`]; `None` for a copy no

@@ -38,9 +38,17 @@ fn backup(host: &dyn Host, node: &str) -> Result<()> {
         pvesh::parse("pvesh get /cluster/resources", &host.run(&pvesh::vm_resources_command())?.stdout)?;
     match vms.iter().find(|v| v.vmid == 100) {
         Some(vm) if vm.node == node => {
-            let vzdump = Command::new("vzdump")
-                .args(["100", "--storage", "mfs-backup", "--mode", "snapshot", "--compress", "0"])
-                .timeout(Duration::from_secs(6 * 3600));
+            let vzdump = Command::from_argv(&[
+                "vzdump",
+                "100",
+                "--storage",
+                "mfs-backup",
+                "--mode",
+                "snapshot",
+                "--compress",
+                "0",
+            ])
+            .timeout(Duration::from_secs(6 * 3600));
             host.run(&vzdump)?;
             println!("router backup written to {DUMP_DIR}");
         }
@@ -53,7 +61,8 @@ fn backup(host: &dyn Host, node: &str) -> Result<()> {
 /// Copies the newest archive next to the old copy, then renames it over (a crash never leaves a
 /// half-written copy where a restore would look).
 fn local_copy(host: &dyn Host) -> Result<()> {
-    let listing = host.run(&Command::query("find").args([
+    let listing = host.run(&Command::query_argv(&[
+        "find",
         DUMP_DIR,
         "-maxdepth",
         "1",
@@ -65,9 +74,9 @@ fn local_copy(host: &dyn Host) -> Result<()> {
     let newest =
         archives.last().with_context(|| format!("no router backup (vzdump-qemu-100-*) in {DUMP_DIR} yet"))?;
     let partial = format!("{LOCAL_COPY}.partial");
-    host.run(&Command::new("mkdir").args(["-p", "/var/lib/vz/dump"]))?;
-    host.run(&Command::new("cp").args([*newest, partial.as_str()]).timeout(Duration::from_secs(3600)))?;
-    host.run(&Command::new("mv").args([partial.as_str(), LOCAL_COPY]))?;
+    host.run(&Command::from_argv(&["mkdir", "-p", "/var/lib/vz/dump"]))?;
+    host.run(&Command::from_argv(&["cp", newest, &partial]).timeout(Duration::from_secs(3600)))?;
+    host.run(&Command::from_argv(&["mv", &partial, LOCAL_COPY]))?;
     println!("{newest} copied to {LOCAL_COPY}");
     Ok(())
 }

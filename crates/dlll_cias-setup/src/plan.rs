@@ -241,9 +241,11 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
                     ),
                 };
                 if !host
-                    .execute(
-                        &cias_core::host::Command::query("test").args(["-f", &archive.to_string_lossy()]),
-                    )?
+                    .execute(&cias_core::host::Command::query_argv(&[
+                        "test",
+                        "-f",
+                        &archive.to_string_lossy(),
+                    ]))?
                     .success()
                 {
                     bail!("router_archive {}: no such file", archive.display());
@@ -292,10 +294,10 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
                 let master = dry_run_wrapped(cli, session);
                 let read = |file: &str| -> Result<String> {
                     Ok(master
-                        .run(
-                            &cias_core::host::Command::query("cat")
-                                .arg(format!("{SHARED_MANAGEMENT_DIR}/{file}")),
-                        )?
+                        .run(&cias_core::host::Command::query_argv(&[
+                            "cat",
+                            &format!("{SHARED_MANAGEMENT_DIR}/{file}"),
+                        ]))?
                         .stdout)
                 };
                 let settings = ClusterSettings::parse(

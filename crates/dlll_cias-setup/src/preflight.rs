@@ -108,7 +108,7 @@ pub fn check(
     if uid.trim() != "0" {
         report.errors.push("setup must run as root".into());
     }
-    match host.execute(&Command::query("pveversion"))? {
+    match host.execute(&Command::query_argv(&["pveversion"]))? {
         out if out.success() => report.facts.push(("Proxmox".into(), out.stdout.trim().to_string())),
         _ => report
             .errors
@@ -174,7 +174,7 @@ pub fn check(
     if disks::to_format(&disks).next().is_none() {
         report.warnings.push("no disk can be given to MooseFS: this node stores no chunks".into());
     }
-    let user_cfg = host.execute(&Command::query("cat").arg("/etc/pve/user.cfg"))?;
+    let user_cfg = host.execute(&Command::query_argv(&["cat", "/etc/pve/user.cfg"]))?;
     let admin_email = user_cfg.success().then(|| proxmox_admin_email(&user_cfg.stdout)).flatten();
     Ok((Facts { node_name, nics, weak_hardware, master_reachable, disks, admin_email }, report))
 }

@@ -6,7 +6,9 @@ use cias_core::host::{Command, Host, LocalHost, Output};
 
 /// Runs the binary under test through the toolkit's one execution module.
 fn run(args: &[&str]) -> Output {
-    let cmd = Command::query(env!("CARGO_BIN_EXE_dlll_cias-vmid-map")).args(args.iter().copied());
+    let argv: Vec<&str> =
+        std::iter::once(env!("CARGO_BIN_EXE_dlll_cias-vmid-map")).chain(args.iter().copied()).collect();
+    let cmd = Command::query_argv(&argv);
     LocalHost::new("test").execute(&cmd).unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -6,7 +6,7 @@ use super::{Command, Host, HostError, Output};
 
 type Sink = Box<dyn Fn(&str, &Command) + Send + Sync>;
 
-/// Records commands instead of running them. Read-only queries ([`Command::query`]) go to
+/// Records commands instead of running them. Read-only queries ([`Command::query_argv`]) go to
 /// `inner` when there is one, so a plan can be computed from the node's real state.
 pub struct DryRunHost {
     name: String,

@@ -50,22 +50,23 @@ enum Stdin {
 }
 
 impl Command {
-    /// A command that changes the node (the default): a dry run only records it.
-    pub fn new(program: impl Into<String>) -> Self {
+    /// A command that changes the node (the default): a dry run only records it. Outside this
+    /// module commands are argv vectors ([`Command::from_argv`], [`Command::query_argv`]).
+    fn new(program: impl Into<String>) -> Self {
         Self { argv: vec![program.into()], stdin: None, timeout: DEFAULT_TIMEOUT, changes_state: true }
     }
 
     /// A read-only command (a status query): a dry run may still run it, to plan from real state.
-    pub fn query(program: impl Into<String>) -> Self {
+    fn query(program: impl Into<String>) -> Self {
         Self { changes_state: false, ..Self::new(program) }
     }
 
-    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+    fn arg(mut self, arg: impl Into<String>) -> Self {
         self.argv.push(arg.into());
         self
     }
 
-    pub fn args<I, S>(mut self, args: I) -> Self
+    fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,

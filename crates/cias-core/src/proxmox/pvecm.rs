@@ -5,7 +5,7 @@ use crate::host::Command;
 
 /// `pvecm status` (read-only).
 pub fn status_command() -> Command {
-    Command::query("pvecm").arg("status")
+    Command::query_argv(&["pvecm", "status"])
 }
 
 /// What `pvecm status` says about the cluster, seen from the node that ran it.

@@ -7,12 +7,12 @@ use crate::host::Command;
 
 /// `pvesh get PATH --output-format json` (read-only).
 pub fn get_json(path: &str) -> Command {
-    Command::query("pvesh").args(["get", path, "--output-format", "json"])
+    Command::query_argv(&["pvesh", "get", path, "--output-format", "json"])
 }
 
 /// `pvesh get /cluster/resources --type vm --output-format json`.
 pub fn vm_resources_command() -> Command {
-    Command::query("pvesh").args(["get", "/cluster/resources", "--type", "vm", "--output-format", "json"])
+    Command::query_argv(&["pvesh", "get", "/cluster/resources", "--type", "vm", "--output-format", "json"])
 }
 
 /// pvesh prints booleans as 0/1.

@@ -4,7 +4,7 @@ use super::FormatError;
 use crate::host::Command;
 
 pub fn list_command() -> Command {
-    Command::query("qm").arg("list")
+    Command::query_argv(&["qm", "list"])
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -39,7 +39,7 @@ pub fn cluster(ctx: &mut Ctx) -> Result<()> {
         }
         Role::Extension => {
             let master = ctx.master()?;
-            let name = master.run(&Command::query("uname").arg("-n"))?.stdout.trim().to_string();
+            let name = master.run(&Command::query_argv(&["uname", "-n"]))?.stdout.trim().to_string();
             let nodes: Vec<NodeEntry> =
                 pvesh::parse("pvesh get /nodes", &master.run(&pvesh::get_json("/nodes"))?.stdout)?;
             let fingerprint =
@@ -59,10 +59,17 @@ pub fn cluster(ctx: &mut Ctx) -> Result<()> {
                 .master_root_password
                 .clone()
                 .context("joining the cluster needs the master's root password (run setup at a terminal or give it in --secrets-file)")?;
-            let add = Command::new("pvecm")
-                .args(["add", &master_ip, "--fingerprint", &fingerprint, "--link0", &ip])
-                .stdin_secret(&password)
-                .timeout(Duration::from_secs(300));
+            let add = Command::from_argv(&[
+                "pvecm",
+                "add",
+                &master_ip,
+                "--fingerprint",
+                &fingerprint,
+                "--link0",
+                &ip,
+            ])
+            .stdin_secret(&password)
+            .timeout(Duration::from_secs(300));
             let out = ctx.local.execute(&add)?;
             said = format!("{}{}", out.stdout, out.stderr);
             tracing::info!("pvecm add said: {}", said.trim());

@@ -24,7 +24,8 @@ fn shared(name: &str) -> String {
 
 /// The newest file in the router directory (the delivered archive, whatever its name).
 pub fn newest_router_archive(host: &dyn Host) -> Result<Option<String>> {
-    let out = host.execute(&Command::query("find").args([
+    let out = host.execute(&Command::query_argv(&[
+        "find",
         ROUTER_DIR,
         "-maxdepth",
         "1",

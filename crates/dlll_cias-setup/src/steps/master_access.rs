@@ -41,7 +41,7 @@ pub fn install_key(ctx: &mut Ctx) -> Result<()> {
     // Appended once: a re-run finds the line and adds nothing.
     let script = "mkdir -p -m 0700 /root/.ssh && touch /root/.ssh/authorized_keys && \
                   (grep -qxF \"$1\" /root/.ssh/authorized_keys || printf '%s\\n' \"$1\" >> /root/.ssh/authorized_keys)";
-    ctx.master()?.run(&Command::new("sh").args(["-c", script, "sh", &public]))?;
+    ctx.master()?.run(&Command::from_argv(&["sh", "-c", script, "sh", &public]))?;
     let line = ctx.master_known_host.clone().context("the master's host key was not scanned")?;
     ctx.write(&pinned_file(&ctx.node.name), &format!("{line}\n"), "0644")?;
     Ok(())

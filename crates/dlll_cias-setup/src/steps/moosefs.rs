@@ -35,7 +35,7 @@ fn mounted(ctx: &Ctx, path: &str) -> Result<bool> {
 fn blkid(ctx: &Ctx, device: &str, tag: &str) -> Result<String> {
     let out = ctx
         .local
-        .execute(&cias_core::host::Command::query("blkid").args(["-p", "-s", tag, "-o", "value", device]))?;
+        .execute(&cias_core::host::Command::query_argv(&["blkid", "-p", "-s", tag, "-o", "value", device]))?;
     Ok(out.stdout.trim().to_string())
 }
 

@@ -51,8 +51,7 @@ pub fn restore(ctx: &mut Ctx) -> Result<()> {
         None => {
             let archive = archive(ctx)?;
             ctx.local.run(
-                &Command::new("qmrestore")
-                    .args([archive.as_str(), VMID, "--storage", "a_mfs"])
+                &Command::from_argv(&["qmrestore", &archive, VMID, "--storage", "a_mfs"])
                     .timeout(Duration::from_secs(3600)),
             )?;
         }
@@ -90,37 +89,28 @@ pub fn configure(ctx: &mut Ctx) -> Result<()> {
             None => {
                 let factory = login(ctx, &Secret::new(FACTORY_PASSWORD))?
                     .context("the router accepts neither its factory password nor ours")?;
-                factory.run(&Command::new("change_password.sh").stdin_secret(&new_password))?;
+                factory.run(&Command::from_argv(&["change_password.sh"]).stdin_secret(&new_password))?;
                 login(ctx, &new_password)?.context("the router refuses the password just set")?
             }
         }
     };
     if ctx.dry_run {
-        router.run(&Command::new("change_password.sh").stdin_secret(&new_password))?;
+        router.run(&Command::from_argv(&["change_password.sh"]).stdin_secret(&new_password))?;
     }
     let ext = &ctx.settings.external;
     let mask = ext.network.netmask().to_string();
     let gateway = ext.gateway.to_string();
-    router.run(&Command::new("setup_ip_proxmox.sh").args([
-        ext.router_proxmox_ip.to_string(),
-        mask.clone(),
-        gateway.clone(),
-    ]))?;
-    router.run(&Command::new("setup_ip_nas.sh").args([
-        ext.router_nas_ip.to_string(),
-        mask.clone(),
-        gateway.clone(),
-    ]))?;
+    let (proxmox_ip, nas_ip) = (ext.router_proxmox_ip.to_string(), ext.router_nas_ip.to_string());
+    router.run(&Command::from_argv(&["setup_ip_proxmox.sh", &proxmox_ip, &mask, &gateway]))?;
+    router.run(&Command::from_argv(&["setup_ip_nas.sh", &nas_ip, &mask, &gateway]))?;
     for (index, ip) in ext.router_vm_ips.iter().enumerate() {
-        router.run(&Command::new("setup_ip_vm.sh").args([
-            index.to_string(),
-            ip.to_string(),
-            mask.clone(),
-            gateway.clone(),
-        ]))?;
+        let (index, ip) = (index.to_string(), ip.to_string());
+        router.run(&Command::from_argv(&["setup_ip_vm.sh", &index, &ip, &mask, &gateway]))?;
     }
     let user = ctx.node.router_admin_user.clone().context("no router administrator account name")?;
-    router.run(&Command::new("create_user.sh").arg(user).stdin_secret(&ctx.secrets.router_admin_password))?;
+    router.run(
+        &Command::from_argv(&["create_user.sh", &user]).stdin_secret(&ctx.secrets.router_admin_password),
+    )?;
     Ok(())
 }
 
