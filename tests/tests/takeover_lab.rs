@@ -139,7 +139,8 @@ fn writer_resumes(lab: &Lab, writer: Node, before: usize) -> Duration {
 
 /// Scenario 4 from `old` to `to`, checked; returns the measured timeline as a line.
 fn manual_switch(lab: &Lab, to: Node, old: Node) -> String {
-    let before = acked(lab, Node::new(3).unwrap());
+    let writer = Node::new(3).unwrap();
+    let before = acked(lab, writer);
     let beats_before = heartbeats(lab, to, 100).len();
     let started = Instant::now();
     let out = lab.exec(to, &["dlll_cias-switch-to-master"]).unwrap();
@@ -164,7 +165,7 @@ fn manual_switch(lab: &Lab, to: Node, old: Node) -> String {
         log.contains("a takeover is already running"),
         "keepalived's notify on {to} ran during the switch:\n{log}"
     );
-    writer_resumes(lab, Node::new(3).unwrap(), before);
+    writer_resumes(lab, writer, before);
     let resumed = started.elapsed();
     // The router's disk: one run of beats on the old node, then one on the new node.
     wait_for("the router's heartbeat from its new node", Duration::from_secs(10), || {
@@ -172,7 +173,7 @@ fn manual_switch(lab: &Lab, to: Node, old: Node) -> String {
     });
     never_ran_twice(lab, to, 100, 2);
     assert!(heartbeats(lab, to, 100).len() > beats_before);
-    writer_lost_nothing(lab, Node::new(3).unwrap());
+    writer_lost_nothing(lab, writer);
     let again = lab.exec(to, &["dlll_cias-switch-to-master"]).unwrap();
     assert_eq!(again.status, 0, "{}", again.stderr);
     assert!(again.stdout.contains("already is the master: nothing to do"), "{}", again.stdout);

@@ -12,6 +12,21 @@ use crate::host::Command;
 /// MooseFS's data directory (masters and metaloggers alike).
 pub const DATA_PATH: &str = "/var/lib/mfs";
 
+/// Whether `name` in [`DATA_PATH`] is one of a master's own files (not the metalogger's, not
+/// the shipped `metadata.mfs.empty`).
+pub fn is_master_file(name: &str) -> bool {
+    name == "metadata.mfs"
+        || name == "metadata.crc"
+        || name.starts_with("metadata.mfs.back")
+        || name == "sessions.mfs"
+        || (name.starts_with("changelog.") && name.ends_with(".mfs"))
+}
+
+/// Whether `name` in [`DATA_PATH`] is one of the metalogger's files (`*_ml*`).
+pub fn is_metalogger_file(name: &str) -> bool {
+    name.contains("_ml")
+}
+
 /// A read-only command printing what [`parse_newest_version`] reads: the last lines of every
 /// changelog and one `metadata VERSION` line per metadata file.
 pub fn newest_version_command() -> Command {
@@ -47,6 +62,35 @@ pub fn parse_newest_version(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn master_and_metalogger_files_are_told_apart() {
+        let master = [
+            "metadata.mfs",
+            "metadata.crc",
+            "metadata.mfs.back",
+            "metadata.mfs.back.1",
+            "changelog.0.mfs",
+            "changelog.12.mfs",
+            "sessions.mfs",
+        ];
+        let metalogger = [
+            "metadata_ml.mfs",
+            "metadata_ml.mfs.back",
+            "changelog_ml.0.mfs",
+            "changelog_ml_back.0.mfs",
+            "sessions_ml.mfs",
+        ];
+        for name in master {
+            assert!(is_master_file(name) && !is_metalogger_file(name), "{name}");
+        }
+        for name in metalogger {
+            assert!(is_metalogger_file(name) && !is_master_file(name), "{name}");
+        }
+        for other in ["metadata.mfs.empty", "chunkserverid.mfs", "old-master-1", "stats.mfs"] {
+            assert!(!is_master_file(other) && !is_metalogger_file(other), "{other}");
+        }
+    }
 
     #[test]
     fn the_newest_of_changelog_lines_and_metadata_headers() {

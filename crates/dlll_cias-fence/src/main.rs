@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use cias_core::fence::{now_ms, FenceAction, LastSeen, SelfFence};
 use cias_core::host::{holds_address, is_mounted, Command, Host, LocalHost};
+use cias_core::mfs_metadata::{is_master_file, is_metalogger_file, DATA_PATH};
 use cias_core::proxmox::pvecm;
 use cias_core::proxmox::pvesh::{self, ClusterStatusEntry};
 use cias_core::settings::ClusterSettings;
@@ -123,19 +124,13 @@ fn rejoined(host: &dyn Host, settings: &ClusterSettings) -> Result<String> {
     Ok("quorum regained while holding the master VIP: takeover started again".into())
 }
 
-/// MooseFS's data directory: the master's own files and the metalogger's copies (`*_ml*`).
-const MFS_DATA: &str = "/var/lib/mfs";
 /// How many sets of a former master's files are kept.
 const KEEP_SET_ASIDE: usize = 5;
 
-/// Whether `name` in the data directory is one of the master's own files (not the
-/// metalogger's, not the shipped `metadata.mfs.empty`).
-fn own_master_file(name: &str) -> bool {
-    name == "metadata.mfs"
-        || name == "metadata.crc"
-        || name.starts_with("metadata.mfs.back")
-        || name == "sessions.mfs"
-        || (name.starts_with("changelog.") && name.ends_with(".mfs"))
+/// The names of the files in MooseFS's data directory.
+fn data_files(host: &dyn Host) -> Result<Vec<String>> {
+    let listing = host.run(&Command::query_argv(&["ls", "-1", DATA_PATH]))?.stdout;
+    Ok(listing.lines().map(str::to_string).collect())
 }
 
 /// Moves this node's own master files into `old-master-<unix time>` in the data directory
@@ -144,31 +139,29 @@ fn own_master_file(name: &str) -> bool {
 /// the new master's, so a later `mfsmaster -a` here could replay them over the metalogger's
 /// (MooseFS's own recovery tests leave only the metalogger's files too).
 fn set_aside_master_files(host: &dyn Host) -> Result<Option<String>> {
-    let listing = host.run(&Command::query_argv(&["ls", "-1", MFS_DATA]))?.stdout;
-    if !listing.lines().any(own_master_file) {
+    let files = data_files(host)?;
+    if !files.iter().any(|f| is_master_file(f)) {
         return Ok(None);
     }
-    let dir = format!("{MFS_DATA}/old-master-{}", now_ms() / 1000);
-    move_into(host, &dir, own_master_file)?;
-    let mut sets: Vec<&str> = listing.lines().filter(|n| n.starts_with("old-master-")).collect();
+    let dir = format!("{DATA_PATH}/old-master-{}", now_ms() / 1000);
+    move_into(host, &dir, &files, is_master_file)?;
+    let mut sets: Vec<&String> = files.iter().filter(|n| n.starts_with("old-master-")).collect();
     sets.sort_by_key(|n| n.trim_start_matches("old-master-").parse::<u64>().unwrap_or(0));
     for old in sets.iter().rev().skip(KEEP_SET_ASIDE - 1) {
-        host.run(&Command::from_argv(&["rm", "-rf", "--", &format!("{MFS_DATA}/{old}")]))?;
+        host.run(&Command::from_argv(&["rm", "-rf", "--", &format!("{DATA_PATH}/{old}")]))?;
     }
     Ok(Some(dir))
 }
 
-/// Moves the files of the data directory that `which` picks into `dir` (created).
-fn move_into(host: &dyn Host, dir: &str, which: impl Fn(&str) -> bool) -> Result<()> {
-    let listing = host.run(&Command::query_argv(&["ls", "-1", MFS_DATA]))?.stdout;
-    let files: Vec<String> =
-        listing.lines().filter(|n| which(n)).map(|n| format!("{MFS_DATA}/{n}")).collect();
-    if files.is_empty() {
+/// Moves those of `files` (names in the data directory) that `which` picks into `dir`.
+fn move_into(host: &dyn Host, dir: &str, files: &[String], which: fn(&str) -> bool) -> Result<()> {
+    let paths: Vec<String> = files.iter().filter(|n| which(n)).map(|n| format!("{DATA_PATH}/{n}")).collect();
+    if paths.is_empty() {
         return Ok(());
     }
     host.run(&Command::from_argv(&["mkdir", "-p", dir]))?;
     let mut mv = vec!["mv", "-t", dir, "--"];
-    mv.extend(files.iter().map(String::as_str));
+    mv.extend(paths.iter().map(String::as_str));
     host.run(&Command::from_argv(&mv))?;
     Ok(())
 }
@@ -198,7 +191,7 @@ fn demoted() -> Result<()> {
 /// Restarts this node's metalogger with none of its files (moved into `dir`).
 fn restart_metalogger_empty(host: &dyn Host, dir: &str) -> Result<()> {
     host.run(&Command::from_argv(&["systemctl", "stop", "moosefs-metalogger"]))?;
-    move_into(host, dir, |n| n.contains("_ml"))?;
+    move_into(host, dir, &data_files(host)?, is_metalogger_file)?;
     host.run(&Command::from_argv(&["systemctl", "start", "moosefs-metalogger"]))?;
     Ok(())
 }
@@ -307,36 +300,5 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::own_master_file;
-
-    #[test]
-    fn only_the_masters_own_files_are_set_aside() {
-        for own in [
-            "metadata.mfs",
-            "metadata.mfs.back",
-            "metadata.mfs.back.1",
-            "changelog.0.mfs",
-            "changelog.12.mfs",
-            "sessions.mfs",
-        ] {
-            assert!(own_master_file(own), "{own}");
-        }
-        for kept in [
-            "metadata_ml.mfs",
-            "metadata_ml.mfs.back",
-            "changelog_ml.0.mfs",
-            "changelog_ml_back.0.mfs",
-            "sessions_ml.mfs",
-            "metadata.mfs.empty",
-            "chunkserverid.mfs",
-            "old-master-1",
-        ] {
-            assert!(!own_master_file(kept), "{kept}");
-        }
     }
 }

@@ -13,6 +13,7 @@ use crate::timeline::Timeline;
 use crate::{Ctx, Peer};
 
 use cias_core::mfs_metadata::{newest_version_command, parse_newest_version, DATA_PATH};
+/// The master's metadata file in `DATA_PATH`.
 const METADATA: &str = "/var/lib/mfs/metadata.mfs";
 /// `mfsmaster stop` takes ~4 s (measured); a big namespace takes longer to dump.
 const STOP_LIMIT: Duration = Duration::from_secs(300);

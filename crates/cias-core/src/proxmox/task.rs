@@ -55,42 +55,6 @@ impl TaskStatus {
     }
 }
 
-/// Waits until the task `upid` (printed by a task-starting `pvesh create`) has finished and
-/// fails unless it succeeded: such calls exit 0 even when their task fails.
-pub fn wait(host: &dyn crate::host::Host, upid: &str, limit: std::time::Duration) -> Result<(), TaskError> {
-    let parsed = Upid::parse(upid).map_err(TaskError::Format)?;
-    let path = format!("/nodes/{}/tasks/{}/status", parsed.node, parsed.as_str());
-    let started = std::time::Instant::now();
-    loop {
-        let out = host.run(&super::pvesh::get_json(&path)).map_err(TaskError::Host)?;
-        let status: TaskStatus = super::pvesh::parse("pvesh get /nodes/N/tasks/UPID/status", &out.stdout)
-            .map_err(TaskError::Format)?;
-        if status.finished() {
-            return if status.succeeded() {
-                Ok(())
-            } else {
-                Err(TaskError::Failed { upid: upid.into(), status: status.exitstatus.unwrap_or_default() })
-            };
-        }
-        if started.elapsed() > limit {
-            return Err(TaskError::Timeout { upid: upid.into(), after: limit });
-        }
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TaskError {
-    #[error(transparent)]
-    Host(crate::host::HostError),
-    #[error(transparent)]
-    Format(FormatError),
-    #[error("task {upid} failed - {status}")]
-    Failed { upid: String, status: String },
-    #[error("task {upid} still runs after {}s", after.as_secs())]
-    Timeout { upid: String, after: std::time::Duration },
-}
-
 /// The last line of a task log: `TASK OK`, `TASK WARNINGS: N` or `TASK ERROR: msg`.
 pub fn log_result(log: &str) -> Option<Result<(), String>> {
     let last = log.lines().rev().find(|l| !l.trim().is_empty())?.trim();
