@@ -4,12 +4,11 @@
 //! records when it last saw each member ([`LastSeen`]) so it knows how long a node has been gone.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::paths;
+use crate::state_file::StateFile;
 
 /// Now, in unix milliseconds (the unit of [`LastSeen`]).
 pub fn now_ms() -> u64 {
@@ -25,22 +24,14 @@ pub struct LastSeen {
     pub nodes: BTreeMap<String, u64>,
 }
 
+/// `/run/dlll-cias/last-seen.json`, written by the fence service every second. A missing or
+/// unreadable record makes a new master count a node as lost from the moment it looks, which
+/// only waits longer.
+impl StateFile for LastSeen {
+    const NAME: &'static str = "last-seen.json";
+}
+
 impl LastSeen {
-    /// `/run/dlll-cias/last-seen.json`, written by the fence service every second.
-    pub fn file() -> PathBuf {
-        Path::new(paths::STATE_DIR).join("last-seen.json")
-    }
-
-    /// The saved record; empty when there is none or it is unreadable (callers then count a
-    /// node as lost from the moment they look, which only waits longer).
-    pub fn load(file: &Path) -> Self {
-        crate::state_file::load(file)
-    }
-
-    pub fn save(&self, file: &Path) -> std::io::Result<()> {
-        crate::state_file::save(file, self)
-    }
-
     /// Notes that `online` are in the quorate partition at `now_ms`.
     pub fn record<'a>(&mut self, online: impl IntoIterator<Item = &'a str>, now_ms: u64) {
         for node in online {

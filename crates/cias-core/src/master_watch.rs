@@ -3,12 +3,11 @@
 //! run no VRRP instance. Each of them notices (`dlll_cias-watch master`, every minute) and
 //! tells the administrator once, instead of leaving the cluster silently without storage.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::paths;
+use crate::state_file::StateFile;
 
 /// How long no master may answer before a never-master node says so: a takeover has the
 /// VIPs within seconds and MooseFS within a second more, so this is no false alarm. Shorter
@@ -38,20 +37,12 @@ pub enum Finding {
     Back(Duration),
 }
 
+/// `/run/dlll-cias/no-master.json`, kept between cron runs.
+impl StateFile for Absence {
+    const NAME: &'static str = "no-master.json";
+}
+
 impl Absence {
-    /// `/run/dlll-cias/no-master.json`.
-    pub fn file() -> PathBuf {
-        Path::new(paths::STATE_DIR).join("no-master.json")
-    }
-
-    pub fn load(file: &Path) -> Self {
-        crate::state_file::load(file)
-    }
-
-    pub fn save(&self, file: &Path) -> std::io::Result<()> {
-        crate::state_file::save(file, self)
-    }
-
     /// One look at `now_ms`: whether a master answered.
     pub fn observe(&mut self, master_answers: bool, now_ms: u64) -> Finding {
         let missing_for = |since: u64| Duration::from_millis(now_ms.saturating_sub(since));

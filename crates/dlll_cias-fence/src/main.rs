@@ -24,6 +24,7 @@ use cias_core::mfs_metadata::{is_master_file, is_metalogger_file, DATA_PATH};
 use cias_core::proxmox::pvecm;
 use cias_core::proxmox::pvesh::{self, ClusterStatusEntry};
 use cias_core::settings::ClusterSettings;
+use cias_core::state_file::StateFile;
 use clap::Parser;
 
 /// Self-fencing: the quorum check keepalived tracks, and the fence service.

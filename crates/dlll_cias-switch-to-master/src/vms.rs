@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use cias_core::fence::{now_ms, LastSeen};
 use cias_core::host::{is_mounted, Command, Host};
 use cias_core::paths;
+use cias_core::state_file::StateFile;
 use cias_core::takeover::{self, Action, ClusterView, Inputs, ROUTER_VMID};
 
 use crate::timeline::Timeline;

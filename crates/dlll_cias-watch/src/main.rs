@@ -21,6 +21,7 @@ use cias_core::master_watch::{Absence, Finding};
 use cias_core::paths;
 use cias_core::proxmox::pvesh::{self, VmResource};
 use cias_core::settings::ClusterSettings;
+use cias_core::state_file::StateFile;
 use clap::Parser;
 
 /// Cron jobs of a DLLL-CIAS node.
