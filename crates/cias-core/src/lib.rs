@@ -4,7 +4,10 @@
 //!   hostnames, the registry that never reuses an address). Pure functions.
 //! - [`settings`]: the cluster settings file and the separate secrets file, validated.
 //! - [`disks`]: which disks are formatted for MooseFS and which are refused, and why.
-//! - [`fence`]: self-fencing on quorum loss, and when each node was last seen.
+//! - [`reconcile`]: the per-node loop's decisions: self-fencing, the master's invariants.
+//! - [`fence`]: when each node was last seen in the quorate partition.
+//! - [`clock`]: the boot clock fencing counts on, and the wall clock for names.
+//! - [`watchdog`]: the client of Proxmox's `watchdog-mux` that backs the self-fence.
 //! - [`host`]: the only place that starts processes, locally, over SSH or as a dry run.
 //! - [`installed`]: whether, and how, `dlll_cias-setup` installed this node.
 //! - [`journal`]: the finished-steps journal and the run lock that make scenarios resumable.
@@ -19,6 +22,7 @@
 //! This crate never prints and never exits: it returns typed errors and lets the binaries
 //! decide how to tell the administrator.
 
+pub mod clock;
 pub mod disks;
 pub mod fence;
 pub mod host;
@@ -31,8 +35,10 @@ pub mod netplan;
 pub mod notify;
 pub mod paths;
 pub mod proxmox;
+pub mod reconcile;
 pub mod settings;
 pub mod state_file;
 pub mod takeover;
 pub mod templates;
 pub mod vrrp;
+pub mod watchdog;
