@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use cias_core::host::{scan_host_key, Command, Host, HostError, HostKeyPolicy, SshAuth, SshHost};
+use cias_core::host::{scan_host_key, swap_file, Command, Host, HostError, HostKeyPolicy, SshAuth, SshHost};
 use cias_core::settings::Secret;
 use cias_tests::sshd::{fingerprint_of, keygen, Options, Sshd};
 
@@ -69,6 +69,22 @@ fn failures_name_host_command_status_and_stderr() {
     );
     let out = host.execute(&Command::from_argv(&["sh", "-c", "echo out; echo err >&2; exit 7"])).unwrap();
     assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (Some(7), "out\n", "err\n"));
+}
+
+#[test]
+fn a_file_written_over_ssh_is_exact_and_a_stale_swap_writes_nothing() {
+    let sshd = server();
+    let host = connect(&sshd);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.yaml");
+    let path = path.to_str().unwrap();
+    let text = "entries:\n- hostname: 'it''s'\n  note: $(id) \"*\"\n\n";
+    host.run(&Command::write_file(path, text, "0644")).unwrap();
+    let read = host.run(&Command::query_argv(&["cat", path])).unwrap().stdout;
+    assert_eq!(read, text);
+    assert!(swap_file(&host, path, &read, "entries: []\n", "0644").unwrap());
+    assert!(!swap_file(&host, path, &read, "entries: [late]\n", "0644").unwrap(), "read before the swap");
+    assert_eq!(std::fs::read_to_string(path).unwrap(), "entries: []\n");
 }
 
 #[test]

@@ -103,10 +103,7 @@ mod tests {
         let secrets =
             Command::write_secret_file("/data/cias/secrets.yaml", &Secret::new("pw: rootpw"), "0600");
         assert_eq!(secrets.data(), None);
-        assert_eq!(
-            secrets.to_string(),
-            "install -D -m 0600 /dev/stdin /data/cias/secrets.yaml <<< (secret on stdin)"
-        );
+        assert_eq!(secrets.to_string(), "write /data/cias/secrets.yaml (mode 0600) <<< (secret on stdin)");
         assert_eq!(Command::query_argv(&["pvecm", "status"]).argv(), ["pvecm", "status"]);
         assert!(!Command::query_argv(&["pvecm", "status"]).changes_state());
     }

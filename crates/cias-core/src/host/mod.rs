@@ -8,12 +8,14 @@
 //! against `&dyn Host`, so the same code runs for real, as a dry run and in tests.
 //!
 //! Quoting happens once, at the SSH boundary ([`quote`]); secrets travel over stdin only.
+//! Files are written through a host too, crash-safely: [`Command::write_file`] (`write.rs`).
 
 mod dry_run;
 mod local;
 mod peer;
 pub mod quote;
 mod ssh;
+mod write;
 
 use std::fmt;
 use std::time::Duration;
@@ -24,6 +26,7 @@ pub use dry_run::DryRunHost;
 pub use local::LocalHost;
 pub use peer::PeerHost;
 pub use ssh::{scan_host_key, HostKeyPolicy, ScannedKey, SshAuth, SshHost, SshTarget};
+pub use write::{swap_file, CHANGED_STATUS, NEW_FILE};
 
 use crate::settings::Secret;
 
@@ -98,22 +101,6 @@ impl Command {
         Self { changes_state: false, ..Self::from_argv(argv) }
     }
 
-    /// A command that writes `text` to `path` with `mode` (e.g. `"0644"`), creating parent
-    /// directories: files on a node are written through a [`Host`] like everything else.
-    pub fn write_file(path: &str, text: impl Into<String>, mode: &str) -> Self {
-        Self::install_stdin(path, mode).stdin_data(text)
-    }
-
-    /// Like [`Command::write_file`] for a file holding passwords: the content travels as a
-    /// secret, so a dry run or a log never shows it.
-    pub fn write_secret_file(path: &str, text: &Secret, mode: &str) -> Self {
-        Self::install_stdin(path, mode).stdin_secret(text)
-    }
-
-    fn install_stdin(path: &str, mode: &str) -> Self {
-        Self::new("install").args(["-D", "-m", mode, "/dev/stdin", path])
-    }
-
     /// The plain data this command reads on stdin (`None` for no stdin or a secret).
     pub fn data(&self) -> Option<&str> {
         match &self.stdin {
@@ -173,7 +160,7 @@ fn remote_line(cmd: &Command) -> String {
 /// The command as a shell line (what an administrator would type); the secret is not shown.
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&quote::join(&self.argv))?;
+        f.write_str(&self.write_label().unwrap_or_else(|| quote::join(&self.argv)))?;
         match &self.stdin {
             Some(Stdin::Secret(_)) => f.write_str(" <<< (secret on stdin)")?,
             Some(Stdin::Data(d)) => write!(f, " <<< ({} bytes on stdin)", d.len())?,
@@ -219,16 +206,21 @@ pub trait Host: fmt::Debug + Send + Sync {
         if output.success() {
             Ok(output)
         } else {
-            Err(HostError::Failed {
-                host: self.name().to_string(),
-                command: cmd.to_string(),
-                status: match output.code {
-                    Some(code) => format!("exit status {code}"),
-                    None => "a signal".to_string(),
-                },
-                stderr: output.stderr.trim().to_string(),
-            })
+            Err(failure(self, cmd, &output))
         }
+    }
+}
+
+/// The error of `cmd`, which ended with `output` on `host` without success.
+fn failure(host: &(impl Host + ?Sized), cmd: &Command, output: &Output) -> HostError {
+    HostError::Failed {
+        host: host.name().to_string(),
+        command: cmd.to_string(),
+        status: match output.code {
+            Some(code) => format!("exit status {code}"),
+            None => "a signal".to_string(),
+        },
+        stderr: output.stderr.trim().to_string(),
     }
 }
 
