@@ -2,7 +2,8 @@
 //!
 //! One multi-call binary: installed as `pvecm`, `pvesh`, `qm`, `qmrestore`, `vzdump`, `pvesm`,
 //! `pveversion` and ifupdown2's `ifreload`, it answers with the formats, exit codes and error
-//! texts of the real tools (see `shared/reference/proxmox-cli.md`). `pve-standin heartbeat` is
+//! texts of the real tools (see `shared/reference/proxmox-cli.md`). As `watchdog-mux` it is
+//! the node's watchdog multiplexer, whose expiry powers the lab node off. `pve-standin heartbeat` is
 //! the per-node membership service that gives the cluster real quorum from the lab network;
 //! `pve-standin vm-run VMID` is a running VM; `pve-standin make-router-archive PATH` writes the
 //! router VM's factory archive. State lives in the cluster file system directory (`/etc/pve`, shared by
@@ -19,10 +20,12 @@ mod pvesh;
 mod qm;
 mod router;
 mod sectioncfg;
+mod softdog;
 mod storage;
 mod task;
 mod vmconf;
 mod vmproc;
+mod watchdog_mux;
 
 use std::process::ExitCode;
 
@@ -96,6 +99,8 @@ fn main() -> ExitCode {
         "task-done" => task::done(&env, rest),
         "router-call" => router::call(&env, rest),
         "ifreload" => ifreload::main(rest),
+        "watchdog-mux" => watchdog_mux::run(),
+        "softdog" => softdog::run(rest),
         "make-router-archive" => storage::make_router_archive(rest),
         other => Err(Failure::with_code(format!("pve-standin: unknown tool '{other}'"), 2)),
     };
