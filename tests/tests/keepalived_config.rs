@@ -46,7 +46,7 @@ fn every_rendered_variant_passes_keepalived_config_test() {
         let mut ctx = ctx.unwrap();
         // Scripts must exist and be root-owned for enable_script_security.
         ctx.notify_master = "/bin/true".into();
-        ctx.notify_backup = "/bin/true".into();
+        ctx.notify_demoted = "/bin/true".into();
         ctx.quorum_check = Some("/bin/true".into());
         let text = render(&ctx);
         let (code, log) = config_test(&ns, &text);
@@ -63,7 +63,7 @@ fn keepalived_config_test_does_reject_what_the_seed_did() {
         KeepalivedContext::new(&settings(), "node3", Priority::new(50).unwrap(), KeepalivedMode::Normal)
             .unwrap();
     ctx.notify_master = "/bin/true".into();
-    ctx.notify_backup = "/bin/true".into();
+    ctx.notify_demoted = "/bin/true".into();
     ctx.quorum_check = Some("/bin/true".into());
     let good = render(&ctx);
     let seed_priority = good.replace("priority 50", "priority 999");

@@ -62,6 +62,26 @@ impl InstalledNode {
     }
 }
 
+/// Whether `node` may hold the master role as far as its installation goes: setup finished,
+/// or the first node's setup is running right now (it needs the VIP to bring MooseFS up).
+/// A node whose setup stopped part-way, or an extension still installing, may not.
+pub fn fit_for_role(management_dir: &Path, node: &str, setup_running: bool) -> Result<(), InstalledError> {
+    match InstalledNode::load_from(management_dir, node) {
+        Err(InstalledError::Unfinished { .. }) if setup_running && installs_first(management_dir, node) => {
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
+}
+
+/// Whether the installer's record says `node` is the cluster's first node.
+fn installs_first(management_dir: &Path, node: &str) -> bool {
+    let file = management_dir.join("nodes").join(node).join("node.yaml");
+    let record =
+        std::fs::read_to_string(file).ok().and_then(|t| serde_yaml::from_str::<serde_yaml::Value>(&t).ok());
+    record.is_some_and(|r| r.get("role").and_then(|v| v.as_str()) == Some("first"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,8 +104,23 @@ mod tests {
             InstalledNode::load_from(dir.path(), "node2"),
             Err(InstalledError::Unfinished { .. })
         ));
+        assert!(fit_for_role(dir.path(), "node2", true).is_err(), "an extension still installing");
         journal.mark_done(LAST_SETUP_STEP).unwrap();
+        fit_for_role(dir.path(), "node2", false).unwrap();
         let got = InstalledNode::load_from(dir.path(), "node2").unwrap();
         assert_eq!((got.ip, got.priority.can_be_master()), (Ipv4Addr::new(10, 254, 1, 1), false));
+    }
+
+    #[test]
+    fn the_first_node_may_hold_the_role_only_while_its_setup_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("nodes/node1");
+        std::fs::create_dir_all(&node).unwrap();
+        std::fs::write(node.join("node.yaml"), "name: node1\nrole: first\nip: 10.254.0.1\npriority: 50\n")
+            .unwrap();
+        Journal::open(&node.join("setup.journal")).unwrap().mark_done("keepalived").unwrap();
+        fit_for_role(dir.path(), "node1", true).unwrap();
+        let err = fit_for_role(dir.path(), "node1", false).unwrap_err();
+        assert!(err.to_string().contains("did not finish"), "{err}");
     }
 }

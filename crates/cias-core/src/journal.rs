@@ -59,6 +59,30 @@ impl RunLock {
         write!(handle, "{}", std::process::id()).map_err(io(file))?;
         Ok(Self { _file: handle })
     }
+
+    /// The pid of the process holding the lock at `file`, without touching the lock (taking
+    /// it even for a moment would turn a run starting at that moment away): read from the
+    /// kernel's table of file locks, `/proc/locks`.
+    pub fn holder(file: &Path) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(file).ok()?;
+        let locks = std::fs::read_to_string("/proc/locks").ok()?;
+        holder_in(&locks, meta.dev(), meta.ino())
+    }
+}
+
+/// The pid of a `flock` in a `/proc/locks` table on the file with device `dev`, inode `ino`.
+/// A line: `1: FLOCK  ADVISORY  WRITE 2245 00:1a:3741 0 EOF` (major:minor in hex, inode).
+fn holder_in(locks: &str, dev: u64, ino: u64) -> Option<u32> {
+    let (major, minor) =
+        (((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff), (dev & 0xff) | ((dev >> 12) & !0xff));
+    let id = format!("{major:02x}:{minor:02x}:{ino}");
+    // `->` marks a process waiting for the lock, not holding it.
+    locks.lines().filter(|line| !line.contains("->")).find_map(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "FLOCK")?;
+        (words.get(at + 4) == Some(&id.as_str())).then(|| words.get(at + 3)?.parse().ok()).flatten()
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,5 +178,21 @@ mod tests {
         std::fs::write(&file, "steps: [[[").unwrap();
         let err = Journal::open(&file).unwrap_err().to_string();
         assert!(err.contains("is damaged") && err.contains("move it away"), "{err}");
+    }
+
+    #[test]
+    fn the_holder_of_a_lock_is_read_without_taking_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.lock");
+        assert_eq!(RunLock::holder(&file), None, "no file, no holder");
+        let lock = RunLock::acquire(&file).unwrap();
+        assert_eq!(RunLock::holder(&file), Some(std::process::id()));
+        assert_eq!(RunLock::holder(&file), Some(std::process::id()), "looking twice takes nothing");
+        drop(lock);
+        assert_eq!(RunLock::holder(&file), None);
+        let table =
+            "1: POSIX  ADVISORY  WRITE 99 08:01:77 0 EOF\n2: FLOCK  ADVISORY  WRITE 2245 fd:01:3741 0 EOF\n";
+        assert_eq!(holder_in(table, (0xfd << 8) | 1, 3741), Some(2245));
+        assert_eq!(holder_in(table, (0x08 << 8) | 1, 77), None, "a POSIX lock is not a run lock");
     }
 }

@@ -27,16 +27,26 @@ pub fn is_metalogger_file(name: &str) -> bool {
     name.contains("_ml")
 }
 
-/// A read-only command printing what [`parse_newest_version`] reads: the last lines of every
-/// changelog and one `metadata VERSION` line per metadata file.
+/// A read-only command printing what [`parse_newest_version`] reads (the last lines of every
+/// changelog and one `metadata VERSION` line per metadata file) and what [`master_runs`]
+/// reads (`master STATE`, systemd's word for the node's mfsmaster): one round asks a node both.
 pub fn newest_version_command() -> Command {
     let script = format!(
-        "cd {DATA_PATH} || exit 0; \
+        "printf 'master %s\\n' \"$(systemctl is-active moosefs-master)\"; \
+         cd {DATA_PATH} || exit 0; \
          for f in changelog*.mfs; do [ -s \"$f\" ] && tail -n 2 -- \"$f\"; done; \
          for f in metadata*.mfs metadata*.mfs.back; do [ -s \"$f\" ] && \
          printf 'metadata %s\\n' \"$(od -A n -t u8 --endian=big -j 8 -N 8 -- \"$f\")\"; done; true"
     );
     Command::query_argv(&["sh", "-c", &script])
+}
+
+/// Whether the output of [`newest_version_command`] says the node's mfsmaster runs (or is
+/// starting or stopping): anything but systemd's `inactive` and `failed`.
+pub fn master_runs(text: &str) -> bool {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("master "))
+        .any(|state| !matches!(state.trim(), "inactive" | "failed"))
 }
 
 /// The newest version in the output of [`newest_version_command`]; `None` for a copy no
@@ -109,5 +119,19 @@ mod tests {
     #[test]
     fn changelogs_without_a_metadata_file_are_no_copy() {
         assert_eq!(parse_newest_version("900: 1796120678|ACCESS(2)\nmetadata \n"), None);
+    }
+
+    #[test]
+    fn the_master_line_tells_whether_mfsmaster_runs() {
+        let copy = "424: 1796120678|LENGTH(39,0,1)\nmetadata 2\n";
+        assert!(master_runs(&format!("master active\n{copy}")));
+        assert!(master_runs("master deactivating\n"), "a stopping master still serves");
+        assert!(!master_runs(&format!("master inactive\n{copy}")));
+        assert!(!master_runs("master failed\n"));
+        assert_eq!(
+            parse_newest_version(&format!("master active\n{copy}")),
+            Some(424),
+            "the line is no version"
+        );
     }
 }

@@ -35,6 +35,12 @@ pub fn node_dir(node: &str) -> std::path::PathBuf {
 
 /// Runtime state of the dlll-cias services (gone at reboot, on purpose: it describes now).
 pub const STATE_DIR: &str = "/run/dlll-cias";
+
+/// Held while `dlll_cias-setup` runs here.
+pub const SETUP_LOCK: &str = "/run/dlll_cias-setup.lock";
+
+/// Held while a takeover (`dlll_cias-switch-to-master`) runs here.
+pub const TAKEOVER_LOCK: &str = "/run/dlll-cias/switch-to-master.lock";
 /// Which VMIDs live on which node, written every minute by the master (SPEC section 4).
 pub const VMID_MAP_FILE: &str = "/mnt/mfs/cias/pve_master_vmid.conf";
 /// The router's local backup copy, for when MooseFS itself is gone.

@@ -70,7 +70,7 @@ struct Cli {
     answer_flags: Answers,
 }
 
-const LOCK: &str = "/run/dlll_cias-setup.lock";
+const LOCK: &str = cias_core::paths::SETUP_LOCK;
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {

@@ -66,7 +66,11 @@ struct Cli {
     config: PathBuf,
 }
 
-const LOCK: &str = "/run/dlll-cias/switch-to-master.lock";
+const LOCK: &str = paths::TAKEOVER_LOCK;
+/// Left by a notify_master that found a takeover running.
+const AGAIN: &str = "/run/dlll-cias/switch-to-master.again";
+/// A takeover asked for again more often than this is left to the reconcile loop.
+const MAX_RERUNS: usize = 2;
 
 /// Why the takeover did not act; the administrator is told.
 #[derive(Debug)]
@@ -177,7 +181,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         match RunLock::acquire(std::path::Path::new(LOCK)) {
             Ok(lock) => Some(lock),
             Err(JournalError::Busy { pid, .. }) => {
-                tracing::info!("{caller}: a takeover is already running (pid {pid}); this call does nothing");
+                // Not lost: a takeover that does not complete looks for this request at its end.
+                if let Err(e) = std::fs::write(AGAIN, caller) {
+                    tracing::error!("cannot leave the request {AGAIN} - {e}");
+                }
+                tracing::info!(
+                    "{caller}: a takeover is already running (pid {pid}); it runs again after it if it does not complete"
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             Err(e) => return Err(e.into()),
@@ -242,11 +252,22 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let outcome = if cli.from_keepalived || is_master {
+    let _ = std::fs::remove_file(AGAIN);
+    let mut outcome = if cli.from_keepalived || is_master {
         takeover(&ctx, &mut tl)
     } else {
         manual::switch(&ctx, &mut tl)
     };
+    // keepalived made this node master again while a takeover that then stopped (it lost the
+    // VIP for a moment, or a step failed) was running: that second notify_master runs now.
+    for _ in 0..MAX_RERUNS {
+        let requested = std::fs::remove_file(AGAIN).is_ok();
+        if !requested || outcome.is_ok() || cli.dry_run || !ctx.holds_master_vip().unwrap_or(false) {
+            break;
+        }
+        tl.note("keepalived notified again during the takeover, which did not complete: it runs again");
+        outcome = takeover(&ctx, &mut tl);
+    }
     if let Err(e) = &outcome {
         tl.note(&format!("takeover stopped - {e:#}"));
         if e.is::<LostElection>() {

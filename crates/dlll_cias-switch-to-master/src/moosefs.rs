@@ -7,12 +7,15 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use cias_core::clock::boot_ms;
+use cias_core::fence::LastSeen;
 use cias_core::host::{is_mounted, port_open, Command, Host};
+use cias_core::mfs_metadata::{master_runs, newest_version_command, parse_newest_version, DATA_PATH};
+use cias_core::reconcile::MASTER_FENCE_BOUND;
+use cias_core::state_file::StateFile;
 
 use crate::timeline::Timeline;
 use crate::{Ctx, Peer};
-
-use cias_core::mfs_metadata::{newest_version_command, parse_newest_version, DATA_PATH};
 /// The master's metadata file in `DATA_PATH`.
 const METADATA: &str = "/var/lib/mfs/metadata.mfs";
 /// `mfsmaster stop` takes ~4 s (measured); a big namespace takes longer to dump.
@@ -36,37 +39,66 @@ fn newest_version(host: &dyn Host) -> Result<u64> {
 /// just died may still be listed online, and its SSH connection would hang.
 const ASK_LIMIT: Duration = Duration::from_millis(1500);
 
-/// Makes sure this node starts from the newest copy in the quorate partition: when another
-/// node's metalogger is ahead of this one's (this one was reconnecting, or started over after
-/// a split brain), that node's metalogger files are copied here first. The nodes are asked in
-/// parallel, one SSH round each; those that do not answer within [`ASK_LIMIT`] are left out.
-fn take_newer_copy(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
-    let mine = newest_version(ctx.host.as_ref())?;
+/// How long a quorate node that still runs an mfsmaster gets to stop it: its reconcile loop
+/// stops an mfsmaster without the VIP within a second or two.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// What the other quorate nodes said, asked in parallel, one SSH round each.
+struct Survey {
+    /// When the takeover asked (boot clock).
+    asked_ms: u64,
+    /// The peers that answered, with their answer ([`newest_version_command`]).
+    answers: Vec<(Peer, String)>,
+    /// The online nodes that did not answer in time: they may run anything.
+    silent: Vec<String>,
+}
+
+fn survey(ctx: &Ctx, tl: &mut Timeline) -> Result<Survey> {
+    let asked_ms = boot_ms();
     let view = ctx.view()?;
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut asked = 0;
+    let mut silent: Vec<String> = vec![];
     for name in view.online().into_iter().filter(|n| *n != ctx.node) {
         let peer = ctx.peer(name, &view)?;
         let tx = tx.clone();
-        asked += 1;
+        silent.push(name.to_string());
         std::thread::spawn(move || {
-            let version = newest_version(peer.host.as_ref());
-            let _ = tx.send((peer, version));
+            let answer = peer.host.run(&newest_version_command()).map(|o| o.stdout);
+            let _ = tx.send((peer, answer));
         });
     }
     let deadline = Instant::now() + ASK_LIMIT;
-    let mut best: Option<(Peer, u64)> = None;
-    for _ in 0..asked {
-        let Ok((peer, version)) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
-            tl.note("a node did not say in time how new its metadata is; it is left out");
+    let mut answers = vec![];
+    while !silent.is_empty() {
+        let Ok((peer, answer)) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
             break;
         };
-        match version {
-            Ok(v) if v > best.as_ref().map_or(mine, |b| b.1) => best = Some((peer, v)),
-            Ok(_) => {}
-            Err(e) => tl.note(&format!("cannot ask {} how new its metadata is - {e:#}", peer.name())),
+        silent.retain(|n| n != peer.name());
+        match answer {
+            Ok(text) => answers.push((peer, text)),
+            Err(e) => {
+                tl.note(&format!("cannot ask {} about its MooseFS metadata - {e:#}", peer.name()));
+                silent.push(peer.name().to_string());
+            }
         }
     }
+    if !silent.is_empty() {
+        tl.note(&format!("no answer in time from {}: counted as lost", silent.join(", ")));
+    }
+    Ok(Survey { asked_ms, answers, silent })
+}
+
+/// Makes sure this node starts from the newest copy in the quorate partition: when another
+/// node's metalogger is ahead of this one's (this one was reconnecting, or started over after
+/// a split brain), that node's metalogger files are copied here first.
+fn take_newer_copy(ctx: &Ctx, tl: &mut Timeline, survey: &Survey) -> Result<()> {
+    let mine = newest_version(ctx.host.as_ref())?;
+    let best = survey
+        .answers
+        .iter()
+        .filter_map(|(peer, text)| Some((peer, parse_newest_version(text)?)))
+        .max_by_key(|(_, version)| *version)
+        .filter(|(_, version)| *version > mine);
     let Some((peer, version)) = best else { return Ok(()) };
     tl.note(&format!(
         "{} holds newer metadata (version {version}, here {mine}): its metalogger's copy comes here first",
@@ -91,11 +123,63 @@ fn take_newer_copy(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
     Ok(())
 }
 
+/// Two mfsmasters serving at once fork the file system's metadata, so this node starts its
+/// own only once no other node can still run one: the nodes that answered say theirs is
+/// stopped (a running one is waited for: its reconcile loop stops it), and every other node
+/// has been out of the quorate partition for longer than it takes a node to kill its own
+/// there ([`MASTER_FENCE_BOUND`]).
+fn no_other_master(ctx: &Ctx, tl: &mut Timeline, survey: &Survey) -> Result<()> {
+    for (peer, _) in survey.answers.iter().filter(|(_, text)| master_runs(text)) {
+        tl.note(&format!("{} still runs an mfsmaster: waiting for it to stop", peer.name()));
+        let started = Instant::now();
+        let asks = Command::query_argv(&["systemctl", "is-active", "--quiet", "moosefs-master"]);
+        while !ctx.dry_run && peer.host.execute(&asks)?.success() {
+            if started.elapsed() > STOP_WAIT {
+                bail!(
+                    "{} still runs an mfsmaster after {}s; refusing to start a second one (stop it there)",
+                    peer.name(),
+                    STOP_WAIT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    let view = ctx.view()?;
+    let mut unsure: Vec<&str> = view.lost().into_iter().collect();
+    unsure.extend(survey.silent.iter().map(String::as_str));
+    let mut announced = false;
+    loop {
+        let gone =
+            LastSeen::load(&LastSeen::file()).absences(unsure.iter().copied(), boot_ms(), survey.asked_ms);
+        let Some(wait) =
+            gone.values().map(|d| MASTER_FENCE_BOUND.saturating_sub(*d)).max().filter(|w| !w.is_zero())
+        else {
+            return Ok(());
+        };
+        if !announced {
+            let names: Vec<&str> = gone.keys().map(String::as_str).collect();
+            tl.note(&format!(
+                "{} out of the quorum: waiting {:.1}s more until it has surely killed its own mfsmaster",
+                names.join(", "),
+                wait.as_secs_f64()
+            ));
+            announced = true;
+        }
+        if ctx.dry_run {
+            return Ok(());
+        }
+        ctx.still_master()?;
+        std::thread::sleep(wait.min(Duration::from_millis(250)));
+    }
+}
+
 pub fn promote(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
     if active(ctx, "moosefs-master")? {
         tl.note("mfsmaster already runs on this node");
     } else {
-        take_newer_copy(ctx, tl)?;
+        let survey = survey(ctx, tl)?;
+        take_newer_copy(ctx, tl, &survey)?;
+        no_other_master(ctx, tl, &survey)?;
         let files = ctx.host.run(&Command::query_argv(&["ls", DATA_PATH]))?.stdout;
         let has_metadata =
             files.lines().any(|f| f.starts_with("metadata_ml.mfs") || f.starts_with("metadata.mfs"));

@@ -1,12 +1,13 @@
 //! The VMs after a takeover: ask `cias_core::takeover::plan` what is safe now, do it, and
 //! ask again until nothing waits for a lost node's fence time any more.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cias_core::fence::{now_ms, LastSeen};
+use cias_core::clock::boot_ms;
+use cias_core::fence::LastSeen;
 use cias_core::host::{is_mounted, Command, Host};
 use cias_core::paths;
 use cias_core::state_file::StateFile;
@@ -161,7 +162,7 @@ fn execute(ctx: &Ctx, tl: &mut Timeline, view: &ClusterView, action: &Action) ->
 /// Brings every VM where the rules say, waiting for lost nodes' fence time as needed.
 pub fn reconcile(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
     let started = Instant::now();
-    let first_look = now_ms();
+    let first_look = boot_ms();
     let recovery_wait = ctx.settings.fencing.recovery_wait();
     let mut failed: BTreeSet<u32> = BTreeSet::new();
     let mut announced: BTreeSet<String> = BTreeSet::new();
@@ -176,16 +177,7 @@ pub fn reconcile(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
             Some(s) => s,
             None => should.insert(should_run(ctx, &view)?),
         };
-        let seen = LastSeen::load(&LastSeen::file());
-        let now = now_ms();
-        // A node never seen (no fence service record) counts as lost since this takeover looked.
-        let lost_for: BTreeMap<String, Duration> = view
-            .lost()
-            .into_iter()
-            .map(|n| {
-                (n.to_string(), seen.lost_for(n, now).unwrap_or(Duration::from_millis(now - first_look)))
-            })
-            .collect();
+        let lost_for = LastSeen::load(&LastSeen::file()).absences(view.lost(), boot_ms(), first_look);
         let inputs = Inputs { me: &ctx.node, lost_for: &lost_for, recovery_wait, should_run };
         let plan = takeover::plan(&view, &inputs);
         let actions: Vec<&Action> = plan.actions.iter().filter(|a| !failed.contains(&vmid_of(a))).collect();

@@ -77,7 +77,7 @@ fn master(host: &dyn Host, node: &str) -> Result<()> {
     let answers = port_open(host, &vip, 9421)?;
     let file = Absence::file();
     let mut absence = Absence::load(&file);
-    let finding = absence.observe(answers, cias_core::fence::now_ms());
+    let finding = absence.observe(answers, cias_core::clock::boot_ms());
     absence.save(&file).with_context(|| format!("cannot write {}", file.display()))?;
     match finding {
         Finding::Present => {}

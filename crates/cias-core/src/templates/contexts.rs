@@ -33,9 +33,9 @@ pub struct KeepalivedContext {
     pub external_vip: String,
     /// Command keepalived runs when this node becomes master.
     pub notify_master: String,
-    /// Command keepalived runs when this node becomes (or starts as) a BACKUP: a master that
-    /// lost the election stops its mfsmaster.
-    pub notify_backup: String,
+    /// Command keepalived runs when this node becomes (or starts as) a BACKUP, goes FAULT or
+    /// stops: a node that is not the master stops its mfsmaster.
+    pub notify_demoted: String,
     /// Quorum check tracked every second, when installed.
     pub quorum_check: Option<String>,
 }
@@ -71,7 +71,7 @@ impl KeepalivedContext {
                 settings.external.network.prefix_len()
             ),
             notify_master: format!("{}/dlll_cias-switch-to-master --from-keepalived", paths::BIN_DIR),
-            notify_backup: format!("{}/dlll_cias-fence demoted", paths::BIN_DIR),
+            notify_demoted: format!("{}/dlll_cias-fence demoted", paths::BIN_DIR),
             quorum_check: Some(format!("{}/dlll_cias-fence check", paths::BIN_DIR)),
         })
     }

@@ -32,6 +32,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "systemd/moosefs-master.override.conf.j2",
         include_str!("../../../../templates/systemd/moosefs-master.override.conf.j2"),
     ),
+    (
+        "systemd/keepalived.override.conf.j2",
+        include_str!("../../../../templates/systemd/keepalived.override.conf.j2"),
+    ),
 ];
 
 #[derive(Debug, Error)]

@@ -14,9 +14,10 @@ use crate::node::{node_dir, Role};
 
 const CONFIG: &str = "/etc/keepalived/keepalived.conf";
 const FENCE_UNIT: &str = "/etc/systemd/system/dlll-cias-fence.service";
+const KEEPALIVED_DROP_IN: &str = "/etc/systemd/system/keepalived.service.d/dlll-cias.conf";
 
-/// The self-fencing service, on every node (keepalived only guards the VIPs; this guards the
-/// MooseFS master and the VMs, also on "never master" nodes that run no keepalived).
+/// The reconcile loop's service, on every node (keepalived only elects; the loop guards the
+/// VIPs, the MooseFS master and the VMs, also on "never master" nodes that run no keepalived).
 pub fn fence(ctx: &mut Ctx) -> Result<()> {
     require_binary(ctx, "dlll_cias-fence")?;
     let unit = ctx.templates.render(
@@ -60,6 +61,9 @@ pub fn install(ctx: &mut Ctx) -> Result<()> {
         ctx.run(&["systemctl", "disable", "--now", "keepalived"])?;
         return Ok(());
     }
+    let restart_always = ctx.templates.render("systemd/keepalived.override.conf.j2", &())?;
+    ctx.write(KEEPALIVED_DROP_IN, &restart_always, "0644")?;
+    ctx.run(&["systemctl", "daemon-reload"])?;
     ctx.run(&["systemctl", "enable", "keepalived"])?;
     ctx.run(&["systemctl", "restart", "keepalived"])?;
     if ctx.node.role == Role::First {

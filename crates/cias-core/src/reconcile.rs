@@ -1,0 +1,316 @@
+//! The reconcile loop's decisions (SPEC section 8): every second, `dlll_cias-fence run` looks
+//! at this node ([`Observed`]) and [`Reconciler::tick`] says what to repair, whatever broke it.
+//! The invariants:
+//!
+//! - **The VIPs are held only while keepalived runs.** A keepalived that died (or was
+//!   restarted) leaves its addresses behind, and another node takes them ~3 s later: two
+//!   holders, two mfsmasters (measured). The loop removes them at once.
+//! - **mfsmaster runs only on the VIP holder, while quorate and while keepalived runs**;
+//!   anywhere else it is stopped and its files set aside (as keepalived's notify_backup does).
+//!   Quorum loss kills it once confirmed ([`CONFIRM`]): a one-reading blip does nothing.
+//! - **The VIP holder serves MooseFS.** An mfsmaster that died or hangs is restarted (`-a`)
+//!   within seconds; when it cannot serve within [`GRACE`], this node gives the role up
+//!   ([`Tick::unfit`] fails keepalived's check: FAULT, the VIPs go to another node).
+//! - **Only a fit node may hold the role**: quorate, fully installed, keepalived running, not
+//!   given up. keepalived's check (`dlll_cias-fence check`) reads the loop's verdict, so a
+//!   node whose loop does not run cannot hold the role either.
+//! - **Self-fencing**: out of the quorate partition for the fence delay, every VM of this
+//!   node is stopped. The watchdog is fed only while quorate; once the fence is complete it is
+//!   disarmed (nothing is left to protect), and a loop that dies or hangs before that leaves
+//!   it to reset the node.
+//!
+//! Time is the boot clock ([`crate::clock::boot_ms`]), never the wall clock.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fence::STALE;
+use crate::state_file::StateFile;
+
+/// How long quorum must stay lost before the node acts: two readings one second apart, the
+/// same as keepalived's `fall 2` on the check, so a one-reading blip (seen while a node
+/// joins) neither drops the VIPs nor kills the master.
+pub const CONFIRM: Duration = Duration::from_secs(2);
+
+/// How long a VIP holder may go without a serving mfsmaster, restarting it, before it gives
+/// the role up. A restart serves within a second (measured: 0.2-0.5 s), so several tries fit.
+pub const GRACE: Duration = Duration::from_secs(12);
+
+/// Time between two restarts of a master that does not serve.
+pub const RESTART_EVERY: Duration = Duration::from_secs(4);
+
+/// How long a node that gave the role up stays unfit: long enough for another node to take
+/// over (and nopreempt keeps that one master afterwards), short enough that a cluster whose
+/// other nodes are all gone gets this one back.
+pub const COOLDOWN: Duration = Duration::from_secs(120);
+
+/// The longest a node outside the quorate partition may still run an mfsmaster, counted from
+/// when the quorate side last saw it: [`CONFIRM`], a loop tick on each side, the skew between
+/// the two sides noticing the split (a heartbeat period) and the kill itself, ~1.3 s to spare.
+/// A new master starts its own only after that (or after asking the node).
+pub const MASTER_FENCE_BOUND: Duration = Duration::from_secs(CONFIRM.as_secs() + 4);
+
+/// This node's mfsmaster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Master {
+    /// Not running (its unit is inactive or failed).
+    Stopped,
+    /// Running (or starting) but not answering clients at the VIP.
+    Running,
+    /// Answering clients at the VIP.
+    Serving,
+}
+
+/// What the loop sees on one tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Boot clock, milliseconds.
+    pub now_ms: u64,
+    /// In the quorate Proxmox partition (any failure to ask counts as not).
+    pub quorate: bool,
+    /// Setup finished here, or the first node's setup is running: this node may hold the role.
+    pub installed: bool,
+    /// keepalived's main pid while it runs; `None` when it does not (or this node runs none:
+    /// a "never master" node).
+    pub keepalived: Option<u32>,
+    /// This node holds the master VIP.
+    pub holds_vip: bool,
+    /// Read before the VIP: an mfsmaster seen running, then no VIP, really ran without it
+    /// (a takeover starts mfsmaster only after the VIP arrived).
+    pub master: Master,
+    /// A takeover (`dlll_cias-switch-to-master`) runs here now.
+    pub takeover_running: bool,
+}
+
+/// A repair the loop makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// keepalived died or restarted and left its addresses: remove them.
+    DropVips,
+    /// Quorum is lost: kill this node's mfsmaster at once (a clean stop takes ~4 s).
+    KillMaster,
+    /// An mfsmaster runs here without the right to: stop it and set its files aside.
+    Demote,
+    /// The VIP holder's mfsmaster does not serve: restart it (`-a`: from the newest metadata).
+    RestartMaster,
+    /// Out of quorum for the fence delay: stop every VM here and cut the MooseFS mount.
+    StopVms,
+    /// Back in the quorum after fencing: mount MooseFS again, take over again if the VIP
+    /// stayed here.
+    Rejoined,
+}
+
+impl Action {
+    /// How the loop's log names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::DropVips => "remove the VIPs keepalived left behind",
+            Action::KillMaster => "kill mfsmaster (quorum lost)",
+            Action::Demote => "stop mfsmaster and set its files aside (this node may not run it)",
+            Action::RestartMaster => "restart mfsmaster (the VIP holder does not serve)",
+            Action::StopVms => "stop every VM and cut the MooseFS mount (fence delay reached)",
+            Action::Rejoined => "quorum regained: mount MooseFS again",
+        }
+    }
+}
+
+/// What to do with the watchdog after this tick's actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchdogUse {
+    /// Quorate: keep it fed (arm it first if it is not).
+    Feed,
+    /// Out of quorum, fence not complete: stop feeding, so a loop that dies now still fences.
+    Starve,
+    /// Out of quorum and fenced: nothing left to protect, close it without a reset.
+    Disarm,
+}
+
+/// The outcome of one tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tick {
+    pub actions: Vec<Action>,
+    /// Why this node may not hold the role now (`None`: it may); keepalived's check fails
+    /// while this is set.
+    pub unfit: Option<String>,
+}
+
+/// The loop's memory between ticks.
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    fence_delay: Duration,
+    quorate: bool,
+    lost_since: Option<u64>,
+    master_killed: bool,
+    vms_stopped: bool,
+    keepalived_pid: Option<u32>,
+    /// The VIP holder's mfsmaster served since this node took the VIP.
+    served: bool,
+    unserved_since: Option<u64>,
+    last_restart: Option<u64>,
+    gave_up_until: Option<u64>,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl Reconciler {
+    pub fn new(fence_delay: Duration) -> Self {
+        Self {
+            fence_delay: fence_delay.max(CONFIRM),
+            quorate: false,
+            lost_since: None,
+            master_killed: false,
+            vms_stopped: false,
+            keepalived_pid: None,
+            served: false,
+            unserved_since: None,
+            last_restart: None,
+            gave_up_until: None,
+        }
+    }
+
+    /// Decides this tick's repairs from what was observed.
+    pub fn tick(&mut self, o: &Observed) -> Tick {
+        let now = o.now_ms;
+        let mut actions = self.fence(o);
+
+        let restarted = matches!((self.keepalived_pid, o.keepalived), (Some(a), Some(b)) if a != b);
+        self.keepalived_pid = o.keepalived;
+        let vip_rightful = o.holds_vip && o.keepalived.is_some() && !restarted;
+        if o.holds_vip && !vip_rightful {
+            actions.push(Action::DropVips);
+        }
+
+        let entitled = vip_rightful && !self.master_killed;
+        if o.master != Master::Stopped && !entitled && !actions.contains(&Action::KillMaster) {
+            actions.push(if self.master_killed { Action::KillMaster } else { Action::Demote });
+        }
+
+        let given_up = self.gave_up_until.is_some_and(|until| now < until);
+        if !given_up {
+            self.gave_up_until = None;
+        }
+        if entitled && o.quorate && !given_up {
+            self.keep_serving(o, &mut actions);
+        } else if !o.holds_vip {
+            (self.served, self.unserved_since, self.last_restart) = (false, None, None);
+        }
+        Tick { actions, unfit: self.unfit(o) }
+    }
+
+    /// Quorum: kill the master once the loss is confirmed, the VMs after the fence delay.
+    fn fence(&mut self, o: &Observed) -> Vec<Action> {
+        self.quorate = o.quorate;
+        if o.quorate {
+            let fenced = self.master_killed;
+            (self.lost_since, self.master_killed, self.vms_stopped) = (None, false, false);
+            return if fenced { vec![Action::Rejoined] } else { vec![] };
+        }
+        let out_for = o.now_ms.saturating_sub(*self.lost_since.get_or_insert(o.now_ms));
+        let mut actions = vec![];
+        if out_for >= ms(CONFIRM) && !self.master_killed {
+            self.master_killed = true;
+            actions.push(Action::KillMaster);
+        }
+        if out_for >= ms(self.fence_delay) && !self.vms_stopped {
+            self.vms_stopped = true;
+            actions.push(Action::StopVms);
+        }
+        actions
+    }
+
+    /// The rightful VIP holder: restart a master that does not serve, give up after GRACE.
+    fn keep_serving(&mut self, o: &Observed, actions: &mut Vec<Action>) {
+        let now = o.now_ms;
+        if o.master == Master::Serving {
+            (self.served, self.unserved_since, self.last_restart) = (true, None, None);
+            return;
+        }
+        if o.takeover_running && !self.served {
+            return; // the takeover is promoting it
+        }
+        let since = *self.unserved_since.get_or_insert(now);
+        if now - since >= ms(GRACE) {
+            self.gave_up_until = Some(now + ms(COOLDOWN));
+            (self.unserved_since, self.last_restart) = (None, None);
+            return;
+        }
+        // Two readings first: a master that was just started needs a moment to listen.
+        let due = self.last_restart.is_none_or(|t| now - t >= ms(RESTART_EVERY));
+        if now - since >= 1_000 && due {
+            self.last_restart = Some(now);
+            actions.push(Action::RestartMaster);
+        }
+    }
+
+    fn unfit(&self, o: &Observed) -> Option<String> {
+        if !o.quorate {
+            return Some("not in the quorate partition".into());
+        }
+        if !o.installed {
+            return Some("not fully installed (dlll_cias-setup has not finished here)".into());
+        }
+        if o.keepalived.is_none() {
+            return Some("keepalived does not run".into());
+        }
+        self.gave_up_until.filter(|until| o.now_ms < *until).map(|_| {
+            format!(
+                "its mfsmaster did not serve within {}s: the role is left to another node for {}s",
+                GRACE.as_secs(),
+                COOLDOWN.as_secs()
+            )
+        })
+    }
+
+    /// An action could not be carried out: it is decided again on the next tick.
+    pub fn failed(&mut self, action: Action) {
+        match action {
+            Action::KillMaster => self.master_killed = false,
+            Action::StopVms => self.vms_stopped = false,
+            _ => {}
+        }
+    }
+
+    /// What to do with the watchdog, after this tick's actions (and their failures).
+    pub fn watchdog(&self) -> WatchdogUse {
+        match (self.quorate, self.vms_stopped) {
+            (true, _) => WatchdogUse::Feed,
+            (false, true) => WatchdogUse::Disarm,
+            (false, false) => WatchdogUse::Starve,
+        }
+    }
+}
+
+/// The loop's verdict of its last tick, `/run/dlll-cias/reconcile.json`: keepalived's check
+/// reads it every second.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// When the loop wrote it (boot clock).
+    pub at_ms: u64,
+    /// Why this node may not hold the role (`None`: it may).
+    pub unfit: Option<String>,
+}
+
+impl StateFile for Verdict {
+    const NAME: &'static str = "reconcile.json";
+}
+
+impl Verdict {
+    /// Whether this node may hold the role at `now_ms`: only on a fresh verdict that says so
+    /// (a loop that stopped writing vouches for nothing). The error says why not.
+    pub fn allows_role(&self, now_ms: u64) -> Result<(), String> {
+        let age = Duration::from_millis(now_ms.saturating_sub(self.at_ms));
+        if self.at_ms == 0 || age > STALE {
+            return Err(format!(
+                "the reconcile loop (dlll-cias-fence) has not looked for {}s",
+                age.as_secs()
+            ));
+        }
+        self.unfit.clone().map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod scenarios;

@@ -1,0 +1,58 @@
+//! What the reconcile loop sees on one tick. Every question has a short timeout, and any
+//! failure to ask reads as the worse answer (not quorate, not serving).
+
+use std::path::Path;
+use std::time::Duration;
+
+use cias_core::clock::boot_ms;
+use cias_core::host::{holds_address, port_open, Command, Host};
+use cias_core::journal::RunLock;
+use cias_core::proxmox::pvesh::{self, ClusterStatusEntry};
+use cias_core::reconcile::{Master, Observed};
+use cias_core::settings::ClusterSettings;
+
+const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Whether this node is quorate, and the members of its partition. Any failure to ask counts
+/// as "not quorate": a node that cannot tell must assume the worst.
+fn quorum(host: &dyn Host) -> (bool, Vec<String>) {
+    let cmd = pvesh::get_json("/cluster/status").timeout(QUERY_TIMEOUT);
+    let Ok(out) = host.run(&cmd) else { return (false, vec![]) };
+    let Ok(entries) = pvesh::parse::<Vec<ClusterStatusEntry>>("pvesh get /cluster/status", &out.stdout)
+    else {
+        return (false, vec![]);
+    };
+    let (quorate, online) = pvesh::partition(&entries);
+    (quorate, online.into_iter().map(str::to_string).collect())
+}
+
+/// keepalived's main pid while it runs (systemd's `MainPID`, 0 when it does not).
+fn keepalived_pid(host: &dyn Host) -> Option<u32> {
+    let cmd = Command::query_argv(&["systemctl", "show", "--property=MainPID", "--value", "keepalived"]);
+    let pid = host.execute(&cmd.timeout(QUERY_TIMEOUT)).ok()?.stdout.trim().parse().ok()?;
+    (pid != 0).then_some(pid)
+}
+
+/// One look at this node; also returns the members of its partition.
+pub fn observe(host: &dyn Host, settings: &ClusterSettings, node: &str) -> (Observed, Vec<String>) {
+    let (quorate, online) = quorum(host);
+    let setup_running = RunLock::holder(Path::new(cias_core::paths::SETUP_LOCK)).is_some();
+    let installed =
+        cias_core::installed::fit_for_role(Path::new(cias_core::paths::MANAGEMENT_DIR), node, setup_running)
+            .is_ok();
+    let keepalived = keepalived_pid(host);
+    // mfsmaster before the VIP: a takeover starts it only after the VIP arrived, so "running,
+    // then no VIP" really is a master without the VIP.
+    let runs = crate::repair::master_runs(host).unwrap_or(true);
+    let vip = settings.internal.master_vip.to_string();
+    let holds_vip = holds_address(host, &vip).unwrap_or(false);
+    let master = match (runs, holds_vip && port_open(host, &vip, 9421).unwrap_or(false)) {
+        (false, _) => Master::Stopped,
+        (true, false) => Master::Running,
+        (true, true) => Master::Serving,
+    };
+    let takeover_running = RunLock::holder(Path::new(cias_core::paths::TAKEOVER_LOCK)).is_some();
+    let observed =
+        Observed { now_ms: boot_ms(), quorate, installed, keepalived, holds_vip, master, takeover_running };
+    (observed, online)
+}
