@@ -3,9 +3,17 @@
 use anyhow::{bail, Context, Result};
 
 /// Packages the tests use for real: keepalived validates rendered configs, sshd serves the SSH
-/// host tests, libssl/pkg-config build ssh2's libssh2.
-pub const TEST_PACKAGES: &[&str] =
-    &["keepalived", "openssh-server", "openssh-client", "iproute2", "libssl-dev", "pkg-config", "zlib1g-dev"];
+/// host tests, arping probes for duplicate addresses, libssl/pkg-config build ssh2's libssh2.
+pub const TEST_PACKAGES: &[&str] = &[
+    "keepalived",
+    "openssh-server",
+    "openssh-client",
+    "iproute2",
+    "iputils-arping",
+    "libssl-dev",
+    "pkg-config",
+    "zlib1g-dev",
+];
 
 /// Packages the lab host needs (see lab/README.md): nspawn to boot the nodes, mmdebstrap to
 /// build their rootfs, nftables for partitions, aiosmtpd as the lab's mail server, and the

@@ -53,9 +53,16 @@ impl Ctx {
         Ok(self.local.execute(&Command::query_argv(argv))?.success())
     }
 
-    /// Writes a file on this node (shown in full by a dry run).
+    /// Writes a file on this node, crash-safely (shown in full by a dry run).
     pub fn write(&self, path: &str, text: &str, mode: &str) -> Result<()> {
         self.local.run(&Command::write_file(path, text, mode))?;
+        Ok(())
+    }
+
+    /// Like [`Ctx::write`], replacing the file only if `check` passes on the new content
+    /// (`cias_core::host::NEW_FILE` in it stands for that): a bad config never replaces a good one.
+    pub fn write_checked(&self, path: &str, text: &str, mode: &str, check: &[&str]) -> Result<()> {
+        self.local.run(&Command::write_file(path, text, mode).checked_by(check))?;
         Ok(())
     }
 

@@ -34,6 +34,7 @@ pub const ROOTFS_PACKAGES: &[&str] = &[
     "moosefs-cli",
     "iproute2",
     "iputils-ping",
+    "iputils-arping",
     "e2fsprogs",
     "fdisk",
     "procps",

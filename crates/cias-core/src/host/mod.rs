@@ -236,6 +236,26 @@ pub fn holds_address(host: &dyn Host, ip: &str) -> Result<bool, HostError> {
     Ok(addrs.contains(&format!(" {ip}/")))
 }
 
+/// Who else answers for `ip` on `interface`'s network: ARP duplicate address detection
+/// (`arping -D` of iputils-arping, sent from 0.0.0.0, so it works before this node has an
+/// address there). `Some(MAC)` of a device that has the address, `None` when nobody answered.
+pub fn address_owner(host: &dyn Host, interface: &str, ip: &str) -> Result<Option<String>, HostError> {
+    let probe = Command::query("arping").args(["-D", "-c", "2", "-w", "3", "-I", interface, ip]);
+    let output = host.execute(&probe)?;
+    match (output.code, replier(&output.stdout)) {
+        (Some(0), _) => Ok(None),
+        (Some(1), Some(mac)) => Ok(Some(mac)),
+        _ => Err(failure(host, &probe, &output)),
+    }
+}
+
+/// The MAC address in arping's `Unicast reply from 10.254.1.2 [02:CA:5E:01:02:00]  0.6ms`.
+fn replier(stdout: &str) -> Option<String> {
+    let line = stdout.lines().find(|l| l.contains(" reply from "))?;
+    let (_, rest) = line.split_once('[')?;
+    Some(rest.split_once(']')?.0.to_string())
+}
+
 /// Whether `path` is a mount point on `host`, read from /proc/mounts (never `stat`: a MooseFS
 /// mount whose master is down blocks it).
 pub fn is_mounted(host: &dyn Host, path: &str) -> Result<bool, HostError> {

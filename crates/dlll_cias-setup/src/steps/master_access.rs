@@ -21,12 +21,6 @@ pub fn master_query(ctx: &Ctx, argv: &[&str]) -> Result<String> {
     Ok(ctx.master()?.run(&Command::query_argv(argv))?.stdout)
 }
 
-/// Writes a file on the master.
-pub fn master_write(ctx: &Ctx, path: &str, text: &str, mode: &str) -> Result<()> {
-    ctx.master()?.run(&Command::write_file(path, text, mode))?;
-    Ok(())
-}
-
 /// Creates this node's key when it has none, authorises it on the master, pins the master.
 pub fn install_key(ctx: &mut Ctx) -> Result<()> {
     if !ctx.test(&["test", "-f", KEY])? {

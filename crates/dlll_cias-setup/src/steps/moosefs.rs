@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use cias_core::disks::{self, LoopDevices, Verdict};
+use cias_core::host::NEW_FILE;
 use cias_core::paths::{MFS_MASTER_HOST, MFS_MOUNT};
 use cias_core::settings::DiskFilesystem;
 use cias_core::templates::contexts::{moosefs_files, MooseFsContext};
@@ -69,6 +70,12 @@ fn format(ctx: &Ctx, disk: &PlannedDisk, fs: DiskFilesystem) -> Result<()> {
     Ok(())
 }
 
+/// Replaces `/etc/fstab` only with a file `findmnt --verify` accepts (every line parses, each
+/// mount point exists, each source is found): a broken fstab can stop the next boot.
+fn write_fstab(ctx: &Ctx, text: &str) -> Result<()> {
+    ctx.write_checked(FSTAB, text, "0644", &["findmnt", "--verify", "--tab-file", NEW_FILE])
+}
+
 /// Formats and mounts the planned disks at `/data/<dev>`, in fstab by UUID.
 pub fn disks(ctx: &mut Ctx) -> Result<()> {
     let fs = ctx.settings.moosefs.disk_filesystem;
@@ -93,12 +100,14 @@ pub fn disks(ctx: &mut Ctx) -> Result<()> {
             ));
         }
     }
+    for disk in &ctx.node.disks {
+        ctx.run(&["mkdir", "-p", &disk.mount_point()])?;
+    }
     if fstab != before {
-        ctx.write(FSTAB, &fstab, "0644")?;
+        write_fstab(ctx, &fstab)?;
     }
     for disk in &ctx.node.disks {
         let mount_point = disk.mount_point();
-        ctx.run(&["mkdir", "-p", &mount_point])?;
         if !mounted(ctx, &mount_point)? {
             ctx.run(&["mount", &mount_point])?;
         }
@@ -165,18 +174,14 @@ pub fn services(ctx: &mut Ctx) -> Result<()> {
 
 /// `/mnt/mfs` from fstab (mounted at boot once the network is up).
 pub fn mount(ctx: &mut Ctx) -> Result<()> {
+    ctx.run(&["mkdir", "-p", MFS_MOUNT])?;
     let fstab = ctx.query(&["cat", FSTAB])?;
     if !fstab.lines().any(|l| l.split_whitespace().nth(1) == Some(MFS_MOUNT)) {
         let line = format!(
             "mfsmount\t{MFS_MOUNT}\tfuse\tmfsmaster={MFS_MASTER_HOST},_netdev,nofail\t0\t0\t{FSTAB_MARK}\n"
         );
-        ctx.write(
-            FSTAB,
-            &format!("{}{}{line}", fstab, if fstab.ends_with('\n') { "" } else { "\n" }),
-            "0644",
-        )?;
+        write_fstab(ctx, &format!("{}{}{line}", fstab, if fstab.ends_with('\n') { "" } else { "\n" }))?;
     }
-    ctx.run(&["mkdir", "-p", MFS_MOUNT])?;
     // systemd makes its mount unit from the fstab line; the fence and the takeover mount
     // MooseFS again through that unit.
     ctx.run(&["systemctl", "daemon-reload"])?;
