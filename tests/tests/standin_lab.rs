@@ -1,13 +1,15 @@
 //! The Proxmox stand-in in a real 3-node lab: cluster create/join, quorum that follows the
-//! network, VMs that run on one node at a time, recovery of a dead node's VM, the router VM.
-//! (issue 4, "Done when"). Runs as root; one lab shared by the tests of this file.
+//! network, VMs that run on one node at a time, recovery of a dead node's VM, the router VM
+//! (issue 4, "Done when"), the watchdog that powers a node off (issue 11). Runs as root; one lab
+//! shared by the tests of this file.
+#![allow(clippy::print_stderr)]
 
 use std::time::{Duration, Instant};
 
 use cias_tests::lab_support::{shared_lab, LabSession};
 use xtask::lab::Node;
 
-const TESTS: usize = 4;
+const TESTS: usize = 5;
 
 fn node(lab: &LabSession, name: &str) -> Node {
     lab.node(name).unwrap()
@@ -256,4 +258,53 @@ fn the_router_vm_answers_ssh_and_records_script_calls() {
         disk.lines().filter(|l| l.starts_with("CALL ")).map(|l| l.split(' ').nth(2).unwrap()).collect();
     assert_eq!(calls, ["setup_ip_vm.sh", "change_password.sh", "dev_clean.sh"]);
     ok(&lab, "node3", &["qm", "stop", "100"]);
+}
+
+/// A watchdog client in node3 as a transient unit: `netcat` on the multiplexer's socket, sending
+/// what the shell commands `writes` print.
+fn watchdog_client(lab: &LabSession, unit: &str, writes: &str) {
+    let client = format!("({writes}) | nc -N -U /run/watchdog-mux.sock");
+    ok(lab, "node3", &["systemd-run", "--quiet", &format!("--unit={unit}"), "sh", "-c", &client]);
+}
+
+#[test]
+fn the_watchdog_powers_a_node_off_when_its_client_dies_without_disarming() {
+    let lab = shared_lab(TESTS);
+    let n3 = node(&lab, "node3");
+    // The reset is reboot(2) inside the node: measure that the node is not the machine's PID
+    // namespace before ever triggering it.
+    let pid1 = xtask::lab::node::pid1(n3).expect("node3 runs");
+    let node_ns = std::fs::read_link(format!("/proc/{pid1}/ns/pid")).unwrap();
+    let host_ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let inside = ok(&lab, "node3", &["readlink", "/proc/self/ns/pid"]);
+    eprintln!(
+        "PID namespaces: machine {host_ns:?}, node3's PID 1 (host pid {pid1}) {node_ns:?}, inside {inside:?}"
+    );
+    assert_ne!(node_ns, host_ns);
+    assert_eq!(inside.trim(), node_ns.to_string_lossy());
+    assert_eq!(ok(&lab, "node3", &["systemctl", "is-active", "watchdog-mux"]).trim(), "active");
+
+    // Fed, then stopped with the magic 'V': nothing happens.
+    watchdog_client(&lab, "wd-clean", "printf '\\0'; sleep 3; printf V");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        run(&lab, "node3", &["test", "-d", "/run/watchdog-mux.active"]).success(),
+        "a client is connected"
+    );
+    std::thread::sleep(Duration::from_secs(15));
+    assert!(lab.is_up(n3), "a disarmed watchdog leaves the node on");
+    assert!(!run(&lab, "node3", &["test", "-d", "/run/watchdog-mux.active"]).success(), "no client left");
+
+    // Fed, then killed without 'V': the node is off within the 10 s of the device.
+    watchdog_client(&lab, "wd-killed", "printf '\\0'; sleep 600");
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&lab, "node3", &["systemctl", "kill", "--signal=KILL", "wd-killed"]);
+    let killed = Instant::now();
+    wait_for("node3 off", Duration::from_secs(15), || !lab.is_up(n3));
+    let off = killed.elapsed();
+    eprintln!("node3 off {off:.1?} after its watchdog client was killed");
+    assert!(off > Duration::from_secs(7), "the device's 10 s run out first: {off:?}");
+    let journal = lab.logs(n3, &["-u", "watchdog-mux", "-o", "cat"]).unwrap();
+    assert!(journal.contains("client did not stop watchdog - disable watchdog updates"), "{journal}");
+    assert!(!lab.driver(&["ping", "-c", "1", "-W", "1", &n3.lan_ip().to_string()]).unwrap().success());
 }

@@ -10,7 +10,7 @@ use super::{ExtraFile, Lab};
 use anyhow::{Context, Result};
 
 /// The Proxmox tools the stand-in answers as, where Proxmox VE has them (ifupdown2's
-/// `ifreload` is in `/usr/sbin`, the others in `/usr/bin`).
+/// `ifreload` and pve-ha-manager's `watchdog-mux` are in `/usr/sbin`, the others in `/usr/bin`).
 pub const TOOLS: &[&str] = &[
     "/usr/bin/pvecm",
     "/usr/bin/pvesh",
@@ -20,6 +20,7 @@ pub const TOOLS: &[&str] = &[
     "/usr/bin/pvesm",
     "/usr/bin/pveversion",
     "/usr/sbin/ifreload",
+    "/usr/sbin/watchdog-mux",
 ];
 /// root's password on every node: Proxmox's installer sets one and lets root log in with it
 /// over SSH, which is how a new node first reaches the master (and what `pvecm add` asks).
@@ -72,27 +73,20 @@ pub fn extra_files(staging: &Path) -> Result<Vec<ExtraFile>> {
         std::fs::write(&wrapper, format!("#!/bin/sh\nexec {BINARY_IN_NODE} router-call {script} \"$@\"\n"))?;
         files.push(ExtraFile { source: wrapper, dest: format!("/usr/local/bin/{script}"), mode: 0o755 });
     }
-    let unit = staging.join("pve-standin-heartbeat.service");
-    std::fs::write(
-        &unit,
-        format!(
-            "[Unit]\nDescription=Proxmox stand-in cluster membership (corosync's role)\nAfter=network.target\n\n\
-             [Service]\nExecStart={BINARY_IN_NODE} heartbeat\nRestart=always\nRestartSec=1\n\n\
-             [Install]\nWantedBy=multi-user.target\n"
-        ),
-    )?;
-    files.push(ExtraFile {
-        source: unit,
-        dest: format!("/etc/systemd/system/{HEARTBEAT_UNIT}"),
-        mode: 0o644,
-    });
-    let networking = staging.join("networking.service");
-    std::fs::write(&networking, NETWORKING_UNIT)?;
-    files.push(ExtraFile {
-        source: networking,
-        dest: "/etc/systemd/system/networking.service".into(),
-        mode: 0o644,
-    });
+    let heartbeat = format!(
+        "[Unit]\nDescription=Proxmox stand-in cluster membership (corosync's role)\nAfter=network.target\n\n\
+         [Service]\nExecStart={BINARY_IN_NODE} heartbeat\nRestart=always\nRestartSec=1\n\n\
+         [Install]\nWantedBy=multi-user.target\n"
+    );
+    for (name, content) in [
+        (HEARTBEAT_UNIT, heartbeat.as_str()),
+        (WATCHDOG_UNIT, WATCHDOG_MUX_UNIT),
+        ("networking.service", NETWORKING_UNIT),
+    ] {
+        let unit = staging.join(name);
+        std::fs::write(&unit, content)?;
+        files.push(ExtraFile { source: unit, dest: format!("/etc/systemd/system/{name}"), mode: 0o644 });
+    }
     Ok(files)
 }
 
@@ -104,13 +98,23 @@ const NETWORKING_UNIT: &str = "[Unit]\nDescription=Network initialization (ifupd
     [Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/sbin/ifreload -a\n\n\
     [Install]\nWantedBy=multi-user.target network-online.target\n";
 
+/// pve-ha-manager's `watchdog-mux` unit, started at boot. The stand-in's softdog is a child
+/// process of the multiplexer that must outlive it (as the kernel's driver outlives a killed
+/// `watchdog-mux`), hence `KillMode=process`.
+const WATCHDOG_MUX_UNIT: &str = "[Unit]\nDescription=Proxmox VE watchdog multiplexer (stand-in)\n\n\
+    [Service]\nExecStart=/usr/sbin/watchdog-mux\nKillMode=process\n\n\
+    [Install]\nWantedBy=multi-user.target\n";
+
+/// The watchdog multiplexer's unit; [`enable`] starts it now and at every boot.
+pub const WATCHDOG_UNIT: &str = "watchdog-mux.service";
+
 /// The membership service's unit; [`enable`] starts it now and at every boot.
 pub const HEARTBEAT_UNIT: &str = "pve-standin-heartbeat.service";
 
-/// Enables and starts the membership service in every node (a unit file copied into a
-/// `.wants` directory is not enough: systemd wants a symlink there), gives root its password
-/// (sshd already started with `SSHD_DROP_IN`, copied before the boot), writes the node's
-/// `/etc/network/interfaces` and enables its boot-time use.
+/// Enables and starts the membership service and the watchdog multiplexer in every node (a unit
+/// file copied into a `.wants` directory is not enough: systemd wants a symlink there), gives
+/// root its password (sshd already started with `SSHD_DROP_IN`, copied before the boot), writes
+/// the node's `/etc/network/interfaces` and enables its boot-time use.
 pub fn enable(lab: &Lab) -> Result<()> {
     for &node in lab.nodes() {
         let interfaces = in_node(node, "/etc/network/interfaces");
@@ -120,7 +124,8 @@ pub fn enable(lab: &Lab) -> Result<()> {
         lab.sh(
             node,
             &format!(
-                "systemctl enable --now {HEARTBEAT_UNIT} && systemctl enable --quiet networking.service && \
+                "systemctl enable --now {HEARTBEAT_UNIT} {WATCHDOG_UNIT} && \
+                 systemctl enable --quiet networking.service && \
                  echo 'root:{ROOT_PASSWORD}' | chpasswd"
             ),
         )?;
