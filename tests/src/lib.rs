@@ -4,6 +4,7 @@
 //! Test support starts those programs directly, not through `cias_core::host`.
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod cluster_probe;
 pub mod lab_support;
 pub mod netns;
 pub mod smtpd;

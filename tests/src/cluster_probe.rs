@@ -1,0 +1,213 @@
+//! What the lab tests of an installed cluster look at: who holds the VIPs, whose mfsmaster
+//! runs, where a VM runs and what its disk says, the writer that proves no record is lost,
+//! and a poller that samples the cluster every 0.2 s while faults are injected.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use xtask::lab::{Lab, Node};
+
+pub const MASTER_VIP: &str = "10.254.0.254";
+pub const EXTERNAL_VIP: &str = "192.168.56.101";
+
+pub fn sh(lab: &Lab, node: Node, script: &str) -> String {
+    lab.sh(node, script).unwrap_or_else(|e| panic!("{node}: {script}: {e:#}"))
+}
+
+pub fn holds(lab: &Lab, node: Node, ip: &str) -> bool {
+    lab.is_up(node)
+        && lab.sh(node, "ip -o -4 addr show").map(|a| a.contains(&format!(" {ip}/"))).unwrap_or(false)
+}
+
+pub fn holders(lab: &Lab, ip: &str) -> Vec<Node> {
+    lab.nodes().iter().copied().filter(|&n| holds(lab, n, ip)).collect()
+}
+
+/// The one node holding the master VIP (fails when none or several do).
+pub fn master(lab: &Lab) -> Node {
+    let h = holders(lab, MASTER_VIP);
+    assert_eq!(h.len(), 1, "exactly one master expected, got {h:?}");
+    h[0]
+}
+
+/// Polls `check` every 100 ms for up to `limit`; returns when it first held.
+pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs a wait; when it fails, prints `node`'s takeover and fence logs first.
+pub fn explained<T>(lab: &Lab, node: Node, wait: impl FnOnce() -> T + std::panic::UnwindSafe) -> T {
+    match std::panic::catch_unwind(wait) {
+        Ok(v) => v,
+        Err(e) => {
+            let logs = lab
+                .sh(node, "tail -n 40 /data/cias/nodes/*/takeover.log /data/cias/nodes/*/fence.log; journalctl -u keepalived -u moosefs-master --no-pager | tail -n 30")
+                .unwrap_or_default();
+            eprintln!("--- logs of {node}:\n{logs}");
+            std::panic::resume_unwind(e)
+        }
+    }
+}
+
+/// Whether systemd counts `node`'s mfsmaster as running (lab nodes share the machine's view of
+/// processes, so systemd's word is the node's own).
+pub fn master_runs_on(lab: &Lab, node: Node) -> bool {
+    lab.is_up(node)
+        && lab
+            .sh(node, "systemctl is-active moosefs-master || true")
+            .is_ok_and(|o| matches!(o.trim(), "active" | "activating" | "deactivating" | "reloading"))
+}
+
+/// The nodes whose mfsmaster runs.
+pub fn mfsmasters(lab: &Lab) -> Vec<Node> {
+    lab.nodes().iter().copied().filter(|&n| master_runs_on(lab, n)).collect()
+}
+
+/// Where VM `vmid` runs, as a node of the quorate side sees it.
+pub fn running_on(lab: &Lab, seen_from: Node, vmid: u32) -> Option<String> {
+    let json = lab.sh(seen_from, "pvesh get /cluster/resources --type vm --output-format json").ok()?;
+    let vms: Vec<cias_core::proxmox::pvesh::VmResource> = serde_json::from_str(&json).ok()?;
+    vms.into_iter().find(|v| v.vmid == vmid && v.status == "running").map(|v| v.node)
+}
+
+/// Heartbeat records `(node, unix_ms)` of a VM's disk, in file order.
+pub fn heartbeats(lab: &Lab, reader: Node, vmid: u32) -> Vec<(String, u64)> {
+    let disk = format!("/mnt/mfs/images/{vmid}/vm-{vmid}-disk-0.raw");
+    sh(lab, reader, &format!("grep -a '^HB {vmid} ' {disk} || true"))
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.get(2)?.to_string(), f.get(4)?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The heartbeat proof: the disk holds at least `runs` unbroken runs of records, one node
+/// each, each run starting after the previous one ended - two nodes writing at once would
+/// interleave. Returns the runs `(node, first ms, last ms)`.
+pub fn never_ran_twice(lab: &Lab, reader: Node, vmid: u32, runs: usize) -> Vec<(String, u64, u64)> {
+    let beats = heartbeats(lab, reader, vmid);
+    assert!(!beats.is_empty(), "VM {vmid} wrote no heartbeat");
+    let mut segments: Vec<(String, u64, u64)> = vec![];
+    for (node, t) in beats {
+        match segments.last_mut() {
+            Some((n, _, last)) if *n == node => *last = t,
+            _ => segments.push((node, t, t)),
+        }
+    }
+    for w in segments.windows(2) {
+        assert!(w[1].1 > w[0].2, "VM {vmid}: {} started before {} stopped: {segments:?}", w[1].0, w[0].0);
+    }
+    // More runs than moves happen when two backups won the election at once for a moment:
+    // the loser's router then migrates to the winner, one run after the other.
+    assert!(segments.len() >= runs, "VM {vmid}: runs on its disk {segments:?}");
+    segments
+}
+
+/// A writer on `node` appending fsync'd, numbered records to MooseFS every 0.1 s; each
+/// record it could sync is listed in its local `/root/acked`. It writes only while MooseFS is
+/// mounted (a fenced node's mount is cut, and the directory under it is the local disk).
+pub fn start_writer(lab: &Lab, node: Node) {
+    sh(
+        lab,
+        node,
+        "systemd-run --unit=cias-writer --quiet sh -c 'i=0; while :; do i=$((i+1)); \
+         if grep -q \" /mnt/mfs fuse\" /proc/mounts && echo $i >> /mnt/mfs/writer.log && sync /mnt/mfs/writer.log; \
+         then echo $i >> /root/acked; fi; sleep 0.1; done'",
+    );
+    wait_for("the writer", Duration::from_secs(10), || acked(lab, node) > 3);
+}
+
+pub fn acked(lab: &Lab, writer: Node) -> usize {
+    lab.sh(writer, "wc -l < /root/acked").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Waits until the writer on `writer` has acknowledged new records after `before`.
+pub fn writer_resumes(lab: &Lab, writer: Node, before: usize) -> Duration {
+    wait_for("the writer to resume", Duration::from_secs(30), || acked(lab, writer) > before + 1)
+}
+
+/// Every record the writer had fsync'd (listed in its local acknowledgement file) is on MooseFS.
+pub fn writer_lost_nothing(lab: &Lab, writer: Node) -> usize {
+    let acked: Vec<u64> =
+        sh(lab, writer, "cat /root/acked").lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let stored: std::collections::BTreeSet<u64> =
+        sh(lab, writer, "cat /mnt/mfs/writer.log").lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let lost: Vec<&u64> = acked.iter().filter(|n| !stored.contains(n)).collect();
+    assert!(lost.is_empty(), "fsync'd records lost: {lost:?}");
+    acked.len()
+}
+
+/// One look at the whole cluster.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub at: Duration,
+    pub vip_holders: Vec<Node>,
+    pub masters: Vec<Node>,
+}
+
+/// Samples who holds the master VIP and whose mfsmaster runs, every 0.2 s, in the background.
+#[derive(Debug)]
+pub struct Poller {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Poller {
+    pub fn start(lab: &Lab) -> Self {
+        let (samples, stop) = (Arc::new(Mutex::new(vec![])), Arc::new(AtomicBool::new(false)));
+        let (lab, started) = (lab.clone(), Instant::now());
+        let (into, until) = (samples.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !until.load(Ordering::Relaxed) {
+                let look = Instant::now();
+                let (mut vip_holders, mut masters) = (vec![], vec![]);
+                for &node in lab.nodes().iter().filter(|&&n| lab.is_up(n)) {
+                    // One round per node: its addresses and its mfsmaster's state.
+                    let out = lab
+                        .sh(node, "ip -o -4 addr show; systemctl is-active moosefs-master || true")
+                        .unwrap_or_default();
+                    if out.contains(&format!(" {MASTER_VIP}/")) {
+                        vip_holders.push(node);
+                    }
+                    if out
+                        .lines()
+                        .last()
+                        .is_some_and(|l| matches!(l.trim(), "active" | "activating" | "deactivating"))
+                    {
+                        masters.push(node);
+                    }
+                }
+                into.lock().unwrap().push(Sample { at: started.elapsed(), vip_holders, masters });
+                std::thread::sleep(Duration::from_millis(200).saturating_sub(look.elapsed()));
+            }
+        });
+        Poller { samples, stop, thread: Some(thread) }
+    }
+
+    /// Stops sampling; returns every sample.
+    pub fn stop(mut self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.samples.lock().unwrap())
+    }
+}
+
+/// The samples with two mfsmasters, and those with two VIP holders.
+pub fn doubles(samples: &[Sample]) -> (Vec<&Sample>, Vec<&Sample>) {
+    (
+        samples.iter().filter(|s| s.masters.len() > 1).collect(),
+        samples.iter().filter(|s| s.vip_holders.len() > 1).collect(),
+    )
+}

@@ -1,0 +1,249 @@
+//! Self-healing of partial failures (issue 11) in a real 3-node lab installed by
+//! dlll_cias-setup. One installed lab serves every phase, in this order: mfsmaster killed on
+//! the master; keepalived SIGKILLed on the master; five 1 | 2 partitions of the master and
+//! heals (in the first, one node's setup looks stopped after its keepalived step: it must
+//! never hold the VIP); an mfsmaster that cannot start on the master; the reconcile loop killed
+//! and kept from restarting on a node that then loses quorum (its watchdog must stop its VMs
+//! before anyone recovers them).
+//! A writer on node 3 appends fsync'd numbered records to MooseFS the whole time, and a poller
+//! records the VIP holders and the running mfsmasters every 0.2 s during each fault. Each
+//! phase prints its measured timeline.
+
+#![allow(clippy::print_stderr)]
+
+use std::time::{Duration, Instant};
+
+use cias_tests::cluster_probe::*;
+use xtask::demo;
+use xtask::lab::{Lab, LabConfig, Node};
+
+struct Down;
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = Lab::down();
+    }
+}
+
+fn step(t0: Instant, what: &str) {
+    eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
+}
+
+/// Whether every node that is up can write and sync a file on MooseFS now.
+fn writable_everywhere(lab: &Lab) -> bool {
+    lab.nodes().iter().filter(|&&n| lab.is_up(n)).all(|&n| {
+        lab.sh(n, "timeout 2 sh -c 'date > /mnt/mfs/probe-$(hostname) && sync /mnt/mfs/probe-$(hostname)'")
+            .is_ok()
+    })
+}
+
+/// One master answering MooseFS clients at the VIP, seen from `from`.
+fn serving(lab: &Lab, from: Node) -> bool {
+    holders(lab, MASTER_VIP).len() == 1
+        && lab.sh(from, &format!("exec 3<>/dev/tcp/{MASTER_VIP}/9421")).is_ok()
+}
+
+/// The poller's verdict on one fault: never two mfsmasters, at most `vip_doubles` samples with
+/// two VIP holders.
+fn no_split(samples: &[Sample], what: &str, vip_doubles: usize) {
+    let (masters, vips) = doubles(samples);
+    assert!(masters.is_empty(), "{what}: two mfsmasters in {} samples: {:?}", masters.len(), masters.first());
+    assert!(vips.len() <= vip_doubles, "{what}: two VIP holders in {} samples: {vips:?}", vips.len());
+    eprintln!(
+        "  {what}: {} samples, never two mfsmasters, {} with two VIP holders",
+        samples.len(),
+        vips.len()
+    );
+}
+
+fn other_than(lab: &Lab, not: &[Node]) -> Node {
+    *lab.nodes().iter().find(|n| !not.contains(n)).expect("a third node")
+}
+
+#[test]
+fn partial_failures_heal_without_two_masters() {
+    let t0 = Instant::now();
+    let lab = Lab::up(&LabConfig::default()).unwrap();
+    let _down = Down;
+    let writer = Node::new(3).unwrap();
+    demo::install_cluster(&lab).unwrap();
+    start_writer(&lab, writer);
+    let mut figures = vec![];
+
+    step(t0, "mfsmaster killed on the master");
+    let m = master(&lab);
+    let poller = Poller::start(&lab);
+    sh(&lab, m, "systemctl kill --signal=SIGKILL moosefs-master");
+    let back = explained(&lab, m, || {
+        wait_for("/mnt/mfs writable on every node", Duration::from_secs(15), || writable_everywhere(&lab))
+    });
+    no_split(&poller.stop(), "mfsmaster killed", 0);
+    assert_eq!(master(&lab), m, "the role stayed where it was");
+    let log = sh(&lab, m, &format!("cat /data/cias/nodes/{m}/fence.log"));
+    assert!(log.contains("restart mfsmaster (the VIP holder does not serve): mfsmaster restarted"), "{log}");
+    writer_lost_nothing(&lab, writer);
+    figures
+        .push(format!("mfsmaster killed: /mnt/mfs writable on every node after {:.1}s", back.as_secs_f64()));
+
+    step(t0, "keepalived SIGKILLed on the master");
+    let m = master(&lab);
+    let before = acked(&lab, writer);
+    let poller = Poller::start(&lab);
+    let killed = Instant::now();
+    let at = |_: Duration| killed.elapsed();
+    sh(&lab, m, "systemctl kill --signal=SIGKILL keepalived");
+    let dropped = at(wait_for("the old master to drop its VIP", Duration::from_secs(5), || {
+        !holds(&lab, m, MASTER_VIP)
+    }));
+    let served = at(explained(&lab, m, || {
+        wait_for("one master serving again", Duration::from_secs(15), || serving(&lab, writer))
+    }));
+    let restarted =
+        at(wait_for("keepalived running again on the old master", Duration::from_secs(15), || {
+            sh(&lab, m, "systemctl is-active keepalived || true").trim() == "active"
+        }));
+    writer_resumes(&lab, writer, before);
+    let resumed = killed.elapsed();
+    no_split(&poller.stop(), "keepalived killed", 1);
+    writer_lost_nothing(&lab, writer);
+    let new = master(&lab);
+    assert_ne!(new, m, "another node took the role");
+    figures.push(format!(
+        "keepalived killed on {m}: its VIPs gone {:.1}s, {new} serving {:.1}s, writer going {:.1}s, keepalived back on {m} {:.1}s",
+        dropped.as_secs_f64(),
+        served.as_secs_f64(),
+        resumed.as_secs_f64(),
+        restarted.as_secs_f64()
+    ));
+
+    step(t0, "five partitions of the master and heals; in the first, one node's setup looks unfinished");
+    for round in 1..=5 {
+        let m = master(&lab);
+        let unfinished = (round == 1).then(|| other_than(&lab, &[m, writer]));
+        let unfinished = unfinished.filter(|&n| n != m);
+        if let Some(u) = unfinished {
+            // Its journal as a setup that stopped right after the keepalived step leaves it.
+            sh(
+                &lab,
+                u,
+                &format!(
+                    "j=/data/cias/nodes/{u}/setup.journal; cp $j /root/setup.journal.done && \
+                     awk '/^- name: /{{if(stop)exit}} {{print}} /^- name: keepalived$/{{stop=1}}' /root/setup.journal.done > $j"
+                ),
+            );
+            wait_for("the unfinished node's keepalived in FAULT", Duration::from_secs(10), || {
+                sh(&lab, u, "journalctl -u keepalived --no-pager -o cat | grep Entering | tail -n 1")
+                    .contains("FAULT")
+            });
+        }
+        let before = acked(&lab, writer);
+        let poller = Poller::start(&lab);
+        let cut = Instant::now();
+        let rest: Vec<Node> = lab.nodes().iter().copied().filter(|&n| n != m).collect();
+        lab.partition(&[vec![m], rest.clone()]).unwrap();
+        let taken = explained(&lab, rest[0], || {
+            wait_for("the majority to serve MooseFS", Duration::from_secs(25), || {
+                rest.iter().any(|&n| holds(&lab, n, MASTER_VIP) && master_runs_on(&lab, n))
+            })
+        });
+        if rest.contains(&writer) {
+            writer_resumes(&lab, writer, before);
+        }
+        let resumed = cut.elapsed();
+        // Long enough for the cut-off master to fence itself completely.
+        std::thread::sleep(Duration::from_secs(12).saturating_sub(cut.elapsed()));
+        lab.heal().unwrap();
+        explained(&lab, m, || {
+            wait_for("the old master's /mnt/mfs mounted again", Duration::from_secs(45), || {
+                sh(&lab, m, "cat /proc/mounts").contains(" /mnt/mfs fuse")
+            })
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        let samples = poller.stop();
+        no_split(&samples, &format!("partition {round} of {m}"), usize::MAX);
+        let new = master(&lab);
+        assert_ne!(new, m, "the old master came back as a BACKUP");
+        assert_eq!(mfsmasters(&lab), vec![new], "one mfsmaster, on the master");
+        if let Some(u) = unfinished {
+            assert!(
+                samples.iter().all(|s| !s.vip_holders.contains(&u)),
+                "{u}, not fully installed, held the VIP"
+            );
+            assert_ne!(new, u);
+            sh(&lab, u, &format!("cp /root/setup.journal.done /data/cias/nodes/{u}/setup.journal"));
+            eprintln!("  {u} (setup stopped after keepalived) never held the VIP; {new} took over");
+        }
+        writer_lost_nothing(&lab, writer);
+        figures.push(format!(
+            "partition {round} of {m}: {new} serving {:.1}s, writer going {:.1}s",
+            taken.as_secs_f64(),
+            resumed.as_secs_f64()
+        ));
+    }
+
+    step(t0, "an mfsmaster that cannot start on the master");
+    let m = master(&lab);
+    let poller = Poller::start(&lab);
+    sh(&lab, m, "chmod 000 /var/lib/mfs && systemctl kill --signal=SIGKILL moosefs-master");
+    let other = explained(&lab, m, || {
+        wait_for("another node serving", Duration::from_secs(30), || {
+            let h = holders(&lab, MASTER_VIP);
+            h.len() == 1 && h[0] != m && serving(&lab, writer)
+        })
+    });
+    no_split(&poller.stop(), "mfsmaster broken", 1);
+    let log = sh(&lab, m, &format!("cat /data/cias/nodes/{m}/fence.log"));
+    assert!(log.contains("may not hold the master role: its mfsmaster did not serve"), "{log}");
+    sh(&lab, m, "chmod 755 /var/lib/mfs && systemctl restart moosefs-metalogger");
+    writer_lost_nothing(&lab, writer);
+    figures.push(format!(
+        "mfsmaster unable to start on {m}: {} serving after {:.1}s",
+        master(&lab),
+        other.as_secs_f64()
+    ));
+
+    step(t0, "the reconcile loop killed on a node that then loses quorum: the watchdog fences it");
+    let m = master(&lab);
+    let victim = other_than(&lab, &[m, writer]);
+    let vm = 2102;
+    sh(
+        &lab,
+        victim,
+        &format!("qm create {vm} --name app --memory 256 --scsi0 a_mfs:1 --onboot 1 && qm start {vm}"),
+    );
+    wait_for("the VM's heartbeat", Duration::from_secs(15), || !heartbeats(&lab, m, vm).is_empty());
+    sh(&lab, m, "dlll_cias-watch vmids");
+    sh(
+        &lab,
+        victim,
+        "systemctl mask --runtime dlll-cias-fence && systemctl kill --signal=SIGKILL dlll-cias-fence",
+    );
+    let killed = Instant::now();
+    let at = |_: Duration| killed.elapsed();
+    let rest: Vec<Node> = lab.nodes().iter().copied().filter(|&n| n != victim).collect();
+    lab.partition(&[vec![victim], rest]).unwrap();
+    let off = at(explained(&lab, victim, || {
+        wait_for("the watchdog to take the node down", Duration::from_secs(20), || !lab.is_up(victim))
+    }));
+    let recovered = at(explained(&lab, m, || {
+        wait_for("the VM recovered on the quorate side", Duration::from_secs(60), || {
+            running_on(&lab, m, vm).is_some_and(|n| n != victim.name())
+        })
+    }));
+    assert!(off < recovered, "the node was off ({off:?}) before its VM was recovered ({recovered:?})");
+    let runs = never_ran_twice(&lab, m, vm, 2);
+    eprintln!("  VM {vm} on its disk: {runs:?}");
+    figures.push(format!(
+        "loop killed on {victim}, then cut off: node reset by the watchdog {:.1}s, its VM recovered {:.1}s",
+        off.as_secs_f64(),
+        recovered.as_secs_f64()
+    ));
+    lab.heal().unwrap();
+    lab.power_on(victim).unwrap();
+    wait_for("the reconcile loop running again after the reset", Duration::from_secs(30), || {
+        sh(&lab, victim, "systemctl is-active dlll-cias-fence || true").trim() == "active"
+    });
+    writer_lost_nothing(&lab, writer);
+
+    step(t0, "done");
+    eprintln!("measured:\n  {}", figures.join("\n  "));
+}
