@@ -132,14 +132,7 @@ impl Journal {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         self.saved.steps.push(StepRecord { name: step.to_string(), finished_at: now });
         let text = serde_yaml::to_string(&self.saved).expect("journal serialises");
-        let tmp = self.file.with_extension("tmp");
-        let file = &self.file;
-        if let Some(dir) = file.parent() {
-            std::fs::create_dir_all(dir).map_err(io(file))?;
-        }
-        let mut out = File::create(&tmp).map_err(io(file))?;
-        out.write_all(text.as_bytes()).and_then(|()| out.sync_all()).map_err(io(file))?;
-        std::fs::rename(&tmp, file).map_err(io(file))
+        crate::host::write_local_file(&self.file, text.as_bytes(), 0o644).map_err(io(&self.file))
     }
 }
 

@@ -11,6 +11,12 @@
 //! `flock` of the target's directory, the file is replaced only while it still holds what the
 //! caller read. That is how the address registry is changed by installers running at once.
 
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::{Command, Host, HostError};
 use crate::settings::Secret;
 
@@ -132,6 +138,32 @@ pub fn swap_file(
         Some(CHANGED_STATUS) => Ok(false),
         _ => Err(super::failure(host, &cmd, &output)),
     }
+}
+
+/// The same guarantee for a file of this machine written from Rust (journal, secrets, state
+/// files; no process to start): a temporary file beside it, created with `mode` from its first
+/// byte (a secret is never briefly readable), synced, renamed over `file`, directory synced.
+pub fn write_local_file(file: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name =
+        file.file_name().ok_or_else(|| std::io::Error::other(format!("{}: no file name", file.display())))?;
+    std::fs::create_dir_all(dir)?;
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}.{}-{seq}", name.to_string_lossy(), std::process::id()));
+    let written =
+        OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).and_then(|mut out| {
+            out.write_all(bytes)?;
+            out.sync_all()?;
+            std::fs::rename(&tmp, file)
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    // Best effort, as in the script: some file systems cannot sync a directory.
+    let _ = File::open(dir).and_then(|d| d.sync_all());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -264,6 +296,19 @@ mod tests {
         assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
         let winner = wins.iter().position(|w| *w).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), format!("base\nw{winner}\n"));
+    }
+
+    #[test]
+    fn a_local_file_is_replaced_with_its_mode_and_nothing_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/verdict.json");
+        write_local_file(&path, b"{}", 0o600).unwrap();
+        write_local_file(&path, b"{\"ok\":true}", 0o644).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{\"ok\":true}");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(entries(&dir.path().join("state")), ["verdict.json"]);
+        assert!(write_local_file(&dir.path().join("state/verdict.json/x"), b"", 0o644).is_err());
+        assert_eq!(entries(&dir.path().join("state")), ["verdict.json"]);
     }
 
     #[test]

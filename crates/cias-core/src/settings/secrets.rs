@@ -2,8 +2,7 @@
 //! never on a command line, in logs, or in a file others can read).
 
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -74,16 +73,7 @@ impl Secrets {
     pub fn save(&self, file: &Path) -> Result<(), SettingsError> {
         let write_err = |source| SettingsError::Write { file: file.into(), source };
         let text = serde_yaml::to_string(self).expect("secrets serialise");
-        let tmp = file.with_extension("yaml.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(write_err)?;
-        out.write_all(text.as_bytes()).and_then(|_| out.sync_all()).map_err(write_err)?;
-        std::fs::rename(&tmp, file).map_err(write_err)
+        crate::host::write_local_file(file, text.as_bytes(), 0o600).map_err(write_err)
     }
 }
 
