@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::journal::Journal;
 use crate::paths;
+use crate::reconcile::Install;
 use crate::vrrp::Priority;
 
 /// The installer's last step: a node whose journal has it is installed.
@@ -62,15 +63,14 @@ impl InstalledNode {
     }
 }
 
-/// Whether `node` may hold the master role as far as its installation goes: setup finished,
-/// or the first node's setup is running right now (it needs the VIP to bring MooseFS up).
-/// A node whose setup stopped part-way, or an extension still installing, may not.
-pub fn fit_for_role(management_dir: &Path, node: &str, setup_running: bool) -> Result<(), InstalledError> {
+/// How far setup got on `node`, as the reconcile loop needs it: finished; the first node's
+/// setup running right now (it needs the VIP to bring MooseFS up); or neither: a node whose
+/// setup stopped part-way, or an extension still installing, may not hold the role.
+pub fn progress(management_dir: &Path, node: &str, setup_running: bool) -> Install {
     match InstalledNode::load_from(management_dir, node) {
-        Err(InstalledError::Unfinished { .. }) if setup_running && installs_first(management_dir, node) => {
-            Ok(())
-        }
-        other => other.map(|_| ()),
+        Ok(_) => Install::Finished,
+        Err(_) if setup_running && installs_first(management_dir, node) => Install::FirstRunning,
+        Err(_) => Install::Unfinished,
     }
 }
 
@@ -104,9 +104,9 @@ mod tests {
             InstalledNode::load_from(dir.path(), "node2"),
             Err(InstalledError::Unfinished { .. })
         ));
-        assert!(fit_for_role(dir.path(), "node2", true).is_err(), "an extension still installing");
+        assert_eq!(progress(dir.path(), "node2", true), Install::Unfinished, "an extension still installing");
         journal.mark_done(LAST_SETUP_STEP).unwrap();
-        fit_for_role(dir.path(), "node2", false).unwrap();
+        assert_eq!(progress(dir.path(), "node2", false), Install::Finished);
         let got = InstalledNode::load_from(dir.path(), "node2").unwrap();
         assert_eq!((got.ip, got.priority.can_be_master()), (Ipv4Addr::new(10, 254, 1, 1), false));
     }
@@ -119,8 +119,7 @@ mod tests {
         std::fs::write(node.join("node.yaml"), "name: node1\nrole: first\nip: 10.254.0.1\npriority: 50\n")
             .unwrap();
         Journal::open(&node.join("setup.journal")).unwrap().mark_done("keepalived").unwrap();
-        fit_for_role(dir.path(), "node1", true).unwrap();
-        let err = fit_for_role(dir.path(), "node1", false).unwrap_err();
-        assert!(err.to_string().contains("did not finish"), "{err}");
+        assert_eq!(progress(dir.path(), "node1", true), Install::FirstRunning);
+        assert_eq!(progress(dir.path(), "node1", false), Install::Unfinished, "its setup stopped part-way");
     }
 }

@@ -39,6 +39,10 @@ pub const STATE_DIR: &str = "/run/dlll-cias";
 /// Held while `dlll_cias-setup` runs here.
 pub const SETUP_LOCK: &str = "/run/dlll_cias-setup.lock";
 
+/// Left on the old master by a manual switch while it takes its final metadata: the
+/// reconcile loop there does not restart the mfsmaster the switch stopped.
+pub const HANDOVER_MARK: &str = "/run/dlll-cias/handing-over";
+
 /// Held while a takeover (`dlll_cias-switch-to-master`) runs here.
 pub const TAKEOVER_LOCK: &str = "/run/dlll-cias/switch-to-master.lock";
 /// Which VMIDs live on which node, written every minute by the master (SPEC section 4).

@@ -69,8 +69,8 @@ pub struct Observed {
     pub now_ms: u64,
     /// In the quorate Proxmox partition (any failure to ask counts as not).
     pub quorate: bool,
-    /// Setup finished here, or the first node's setup is running: this node may hold the role.
-    pub installed: bool,
+    /// How far setup got here.
+    pub install: Install,
     /// keepalived's main pid while it runs; `None` when it does not (or this node runs none:
     /// a "never master" node).
     pub keepalived: Option<u32>,
@@ -81,6 +81,20 @@ pub struct Observed {
     pub master: Master,
     /// A takeover (`dlll_cias-switch-to-master`) runs here now.
     pub takeover_running: bool,
+    /// A manual switch is taking this master's final metadata: its mfsmaster was stopped on
+    /// purpose and must stay stopped.
+    pub handing_over: bool,
+}
+
+/// How far `dlll_cias-setup` got on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Install {
+    Finished,
+    /// The first node's setup is running: it holds the VIP to bring MooseFS up, and its
+    /// mfsmaster is not started yet (nothing to restart).
+    FirstRunning,
+    /// Not finished, and not running as the first node's: may not hold the role.
+    Unfinished,
 }
 
 /// A repair the loop makes.
@@ -192,7 +206,7 @@ impl Reconciler {
         if !given_up {
             self.gave_up_until = None;
         }
-        if entitled && o.quorate && !given_up {
+        if entitled && o.quorate && !given_up && o.install == Install::Finished && !o.handing_over {
             self.keep_serving(o, &mut actions);
         } else if !o.holds_vip {
             (self.served, self.unserved_since, self.last_restart) = (false, None, None);
@@ -249,7 +263,7 @@ impl Reconciler {
         if !o.quorate {
             return Some("not in the quorate partition".into());
         }
-        if !o.installed {
+        if o.install == Install::Unfinished {
             return Some("not fully installed (dlll_cias-setup has not finished here)".into());
         }
         if o.keepalived.is_none() {

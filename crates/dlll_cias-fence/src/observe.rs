@@ -13,6 +13,11 @@ use cias_core::settings::ClusterSettings;
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
+use cias_core::paths::HANDOVER_MARK;
+
+/// A manual switch takes well under a minute (lab: 13-22 s).
+const HANDOVER_LIMIT: Duration = Duration::from_secs(60);
+
 /// Whether this node is quorate, and the members of its partition. Any failure to ask counts
 /// as "not quorate": a node that cannot tell must assume the worst.
 fn quorum(host: &dyn Host) -> (bool, Vec<String>) {
@@ -33,13 +38,21 @@ fn keepalived_pid(host: &dyn Host) -> Option<u32> {
     (pid != 0).then_some(pid)
 }
 
+/// Whether a manual switch marked this master as handing its metadata over, recently enough
+/// ([`HANDOVER_MARK`] younger than [`HANDOVER_LIMIT`]: a switch that died does not leave
+/// the master stopped for good).
+fn handing_over() -> bool {
+    std::fs::metadata(HANDOVER_MARK)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < HANDOVER_LIMIT))
+}
+
 /// One look at this node; also returns the members of its partition.
 pub fn observe(host: &dyn Host, settings: &ClusterSettings, node: &str) -> (Observed, Vec<String>) {
     let (quorate, online) = quorum(host);
     let setup_running = RunLock::holder(Path::new(cias_core::paths::SETUP_LOCK)).is_some();
-    let installed =
-        cias_core::installed::fit_for_role(Path::new(cias_core::paths::MANAGEMENT_DIR), node, setup_running)
-            .is_ok();
+    let install =
+        cias_core::installed::progress(Path::new(cias_core::paths::MANAGEMENT_DIR), node, setup_running);
     let keepalived = keepalived_pid(host);
     // mfsmaster before the VIP: a takeover starts it only after the VIP arrived, so "running,
     // then no VIP" really is a master without the VIP.
@@ -52,7 +65,16 @@ pub fn observe(host: &dyn Host, settings: &ClusterSettings, node: &str) -> (Obse
         (true, true) => Master::Serving,
     };
     let takeover_running = RunLock::holder(Path::new(cias_core::paths::TAKEOVER_LOCK)).is_some();
-    let observed =
-        Observed { now_ms: boot_ms(), quorate, installed, keepalived, holds_vip, master, takeover_running };
+    let handing_over = handing_over();
+    let observed = Observed {
+        now_ms: boot_ms(),
+        quorate,
+        install,
+        keepalived,
+        holds_vip,
+        master,
+        takeover_running,
+        handing_over,
+    };
     (observed, online)
 }

@@ -11,6 +11,7 @@ use cias_core::clock::boot_ms;
 use cias_core::fence::LastSeen;
 use cias_core::host::{is_mounted, port_open, Command, Host};
 use cias_core::mfs_metadata::{master_runs, newest_version_command, parse_newest_version, DATA_PATH};
+use cias_core::paths::HANDOVER_MARK;
 use cias_core::reconcile::MASTER_FENCE_BOUND;
 use cias_core::state_file::StateFile;
 
@@ -211,6 +212,8 @@ pub fn promote(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
 /// file comes here, where the next `mfsmaster -a` starts from it. Clients wait in between.
 pub fn take_final_metadata(ctx: &Ctx, old: &Peer) -> Result<()> {
     let stop = |unit: &str| Command::from_argv(&["systemctl", "stop", unit]).timeout(STOP_LIMIT);
+    // Its reconcile loop would restart a master stopped while it still holds the VIP.
+    old.host.run(&Command::from_argv(&["install", "-D", "-m", "0644", "/dev/null", HANDOVER_MARK]))?;
     old.host.run(&stop("moosefs-cgiserv"))?;
     old.host.run(&stop("moosefs-master"))?;
     // A running master keeps its metadata as metadata.mfs.back: the file only exists once it
@@ -231,6 +234,7 @@ pub fn restart_old_master(old: &Peer) -> Result<()> {
     for unit in ["moosefs-master", "moosefs-cgiserv"] {
         old.host.run(&Command::from_argv(&["systemctl", "start", unit]))?;
     }
+    old.host.run(&Command::from_argv(&["rm", "-f", HANDOVER_MARK]))?;
     Ok(())
 }
 

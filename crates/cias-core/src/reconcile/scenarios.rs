@@ -28,12 +28,17 @@ enum Event {
     TakeoverEnds,
     /// Someone starts mfsmaster here by hand.
     MasterStartedByHand,
+    /// A manual switch stops this master's mfsmaster to take its final metadata.
+    HandoverStarts,
+    /// The switched-to node won the election: this one lost the VIP.
+    HandoverEnds,
 }
 
 struct World {
     now_ms: u64,
     quorate: bool,
-    installed: bool,
+    install: Install,
+    handing_over: bool,
     keepalived: Option<u32>,
     vip: bool,
     master: Master,
@@ -50,7 +55,8 @@ impl World {
         World {
             now_ms: 0,
             quorate: true,
-            installed: true,
+            install: Install::Finished,
+            handing_over: false,
             keepalived: Some(100),
             vip: true,
             master: Master::Serving,
@@ -79,6 +85,8 @@ impl World {
             Event::TakeoverPromoted => self.master = Master::Serving,
             Event::TakeoverEnds => self.takeover_running = false,
             Event::MasterStartedByHand => self.master = Master::Serving,
+            Event::HandoverStarts => (self.handing_over, self.master) = (true, Master::Stopped),
+            Event::HandoverEnds => self.vip = false,
         }
     }
 
@@ -86,11 +94,12 @@ impl World {
         Observed {
             now_ms: self.now_ms,
             quorate: self.quorate,
-            installed: self.installed,
+            install: self.install,
             keepalived: self.keepalived,
             holds_vip: self.vip,
             master: self.master,
             takeover_running: self.takeover_running,
+            handing_over: self.handing_over,
         }
     }
 
@@ -344,7 +353,7 @@ fn a_backup_never_runs_mfsmaster() {
 #[test]
 fn a_node_that_is_not_installed_never_holds_the_role() {
     let mut world = World::serving_node();
-    world.installed = false;
+    world.install = Install::Unfinished;
     let log = run(world, 10, &[], 3);
     assert_log(
         &log,
@@ -364,4 +373,24 @@ fn keepalived_s_check_passes_only_on_a_fresh_fit_verdict() {
     assert!(Verdict::default().allows_role(1_000).is_err(), "no verdict yet");
     let unfit = Verdict { at_ms: 10_000, unfit: Some("keepalived does not run".into()) };
     assert_eq!(unfit.allows_role(10_500), Err("keepalived does not run".into()));
+}
+
+#[test]
+fn the_first_node_installing_holds_the_vip_before_it_has_an_mfsmaster() {
+    let mut world = World::backup_node();
+    (world.vip, world.install) = (true, Install::FirstRunning);
+    assert_log(&run(world, 10, &[], 20), "");
+}
+
+#[test]
+fn a_master_handing_over_to_a_manual_switch_keeps_its_mfsmaster_stopped() {
+    let script = [(2, Event::HandoverStarts), (9, Event::HandoverEnds)];
+    let log = run(World::serving_node(), 10, &script, 30);
+    assert_log(
+        &log,
+        "
+          2 ! HandoverStarts
+          9 ! HandoverEnds
+        ",
+    );
 }
