@@ -22,13 +22,9 @@ pub trait StateFile: Serialize + DeserializeOwned + Default {
         std::fs::read_to_string(file).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
     }
 
-    /// Writes the state atomically (a reader never sees half a file).
+    /// Writes the state crash-safely (a reader never sees half a file).
     fn save(&self, file: &Path) -> std::io::Result<()> {
-        if let Some(dir) = file.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let partial = file.with_extension("json.partial");
-        std::fs::write(&partial, serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
-        std::fs::rename(partial, file)
+        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        crate::host::write_local_file(file, &bytes, 0o644)
     }
 }
