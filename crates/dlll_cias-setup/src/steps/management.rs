@@ -122,7 +122,7 @@ fn claim_in(
 /// Fails when another device already answers for the claimed address on the network this node
 /// will use it on (vmbr0 once it exists, else the first NIC that goes into it).
 fn refuse_duplicate(ctx: &Ctx) -> Result<()> {
-    let interface = if ctx.test(&["test", "-e", "/sys/class/net/vmbr0"])? {
+    let interface = if ctx.test(&["ip", "link", "show", "dev", "vmbr0"])? {
         "vmbr0"
     } else {
         ctx.node.nics.first().context("the node record names no NIC")?.as_str()
