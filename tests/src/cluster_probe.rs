@@ -45,13 +45,26 @@ pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) ->
 
 /// Runs a wait; when it fails, prints `node`'s takeover and fence logs first.
 pub fn explained<T>(lab: &Lab, node: Node, wait: impl FnOnce() -> T + std::panic::UnwindSafe) -> T {
-    match std::panic::catch_unwind(wait) {
+    explained_by(lab, &[node], wait)
+}
+
+/// Runs checks; when one fails, prints the takeover and fence logs of `nodes` first.
+pub fn explained_by<T>(lab: &Lab, nodes: &[Node], checks: impl FnOnce() -> T + std::panic::UnwindSafe) -> T {
+    match std::panic::catch_unwind(checks) {
         Ok(v) => v,
         Err(e) => {
-            let logs = lab
-                .sh(node, "tail -n 40 /data/cias/nodes/*/takeover.log /data/cias/nodes/*/fence.log; journalctl -u keepalived -u moosefs-master --no-pager | tail -n 30")
-                .unwrap_or_default();
-            eprintln!("--- logs of {node}:\n{logs}");
+            for &node in nodes.iter().filter(|&&n| lab.is_up(n)) {
+                let logs = lab
+                    .sh(
+                        node,
+                        &format!(
+                            "tail -n 40 /data/cias/nodes/{node}/takeover.log /data/cias/nodes/{node}/fence.log; \
+                             journalctl -u keepalived -u moosefs-master --no-pager | tail -n 30"
+                        ),
+                    )
+                    .unwrap_or_default();
+                eprintln!("--- logs of {node}:\n{logs}");
+            }
             std::panic::resume_unwind(e)
         }
     }

@@ -2,10 +2,14 @@
 //!
 //! A new master starts from the newest metadata it has (`mfsmaster -a`). Its own metalogger
 //! can be behind another node's (it was reconnecting, or started over after a split brain),
-//! so the takeover compares the copies of the quorate nodes first. The version of a copy is
-//! the highest of: the change numbers that start the lines of the changelogs
-//! (`N: TIMESTAMP|OPERATION`) and the version in the metadata files' header (`MFSM 2.0`, then
-//! the version as 8 bytes big-endian; measured on MooseFS 3.0.117 files).
+//! so the takeover compares the copies of the quorate nodes first. A copy is a metadata file
+//! (its header, `MFSM 2.0` then the version as 8 bytes big-endian, measured on MooseFS 3.0.117
+//! files, is the number of the next change it needs) and changelogs (lines `N: TIMESTAMP|OP`).
+//! `mfsmaster -a` applies the changelogs from the metadata's version on, without checking
+//! for a hole first: a copy whose changelogs skip changes fails half-way (measured in the
+//! lab after repeated failovers: "changelog_ml.0.mfs:506: operation ... error: 3"). So the
+//! version a copy can really reach is where the unbroken chain of changes from its
+//! metadata file ends, and that is what copies are compared by.
 
 use crate::host::Command;
 
@@ -27,14 +31,16 @@ pub fn is_metalogger_file(name: &str) -> bool {
     name.contains("_ml")
 }
 
-/// A read-only command printing what [`parse_newest_version`] reads (the last lines of every
-/// changelog and one `metadata VERSION` line per metadata file) and what [`master_runs`]
-/// reads (`master STATE`, systemd's word for the node's mfsmaster): one round asks a node both.
+/// A read-only command printing what [`parse_newest_version`] reads (`changelog FIRST LAST`
+/// per changelog, `metadata VERSION` per metadata file) and what [`master_runs`] reads
+/// (`master STATE`, systemd's word for the node's mfsmaster): one round asks a node both.
 pub fn newest_version_command() -> Command {
+    // The last line of a changelog being written may be partial: the higher of the last two.
     let script = format!(
         "printf 'master %s\\n' \"$(systemctl is-active moosefs-master)\"; \
          cd {DATA_PATH} || exit 0; \
-         for f in changelog*.mfs; do [ -s \"$f\" ] && tail -n 2 -- \"$f\"; done; \
+         for f in changelog*.mfs; do [ -s \"$f\" ] && printf 'changelog %s %s\\n' \
+         \"$(head -n 1 -- \"$f\" | cut -d: -f1)\" \"$(tail -n 2 -- \"$f\" | cut -d: -f1 | sort -n | tail -n 1)\"; done; \
          for f in metadata*.mfs metadata*.mfs.back; do [ -s \"$f\" ] && \
          printf 'metadata %s\\n' \"$(od -A n -t u8 --endian=big -j 8 -N 8 -- \"$f\")\"; done; true"
     );
@@ -49,24 +55,36 @@ pub fn master_runs(text: &str) -> bool {
         .any(|state| !matches!(state.trim(), "inactive" | "failed"))
 }
 
-/// The newest version in the output of [`newest_version_command`]; `None` for a copy no
-/// master can start from: without a metadata file (a metalogger that started over and could
-/// not download one yet holds changelogs only), changelogs are nothing to replay onto.
+/// The version a copy reaches (the number of the next change it lacks), from the output of
+/// [`newest_version_command`]: from the newest metadata file on, through every changelog
+/// that continues the chain without a hole. `None` for a copy no master can start from: one
+/// without a metadata file (a metalogger that started over and could not download one yet
+/// holds changelogs only: nothing to replay them onto).
 pub fn parse_newest_version(text: &str) -> Option<u64> {
-    let mut base = false;
-    let newest = text
-        .lines()
-        .filter_map(|line| {
-            let (number, is_base) = match line.strip_prefix("metadata ") {
-                Some(rest) => (rest.trim(), true),
-                None => (line.split_once(": ")?.0, false),
-            };
-            let version = number.parse::<u64>().ok().filter(|v| *v > 0)?;
-            base |= is_base;
-            Some(version)
-        })
-        .max();
-    newest.filter(|_| base)
+    let number = |w: Option<&str>| w.and_then(|w| w.trim().parse::<u64>().ok()).filter(|v| *v > 0);
+    let mut next = None;
+    let mut changelogs = vec![];
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("metadata") => next = next.max(number(words.next())),
+            Some("changelog") => {
+                if let (Some(first), Some(last)) = (number(words.next()), number(words.next())) {
+                    changelogs.push((first, last));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut next = next?;
+    changelogs.sort_unstable();
+    for (first, last) in changelogs {
+        if first > next {
+            break; // a hole: nothing after it can be applied
+        }
+        next = next.max(last + 1);
+    }
+    Some(next)
 }
 
 #[cfg(test)]
@@ -103,34 +121,44 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_of_changelog_lines_and_metadata_headers() {
-        let seen = "424: 1796120678|LENGTH(39,0,1)\n425: 1796120678|WRI\n\
-                    202: 1796120674|ACCESS(2)\nmetadata                    2\nmetadata 430\n";
-        assert_eq!(parse_newest_version(seen), Some(430));
-        assert_eq!(parse_newest_version("424: 1796120678|LENGTH(39,0,1)\nmetadata 2\n"), Some(424));
+    fn a_copy_reaches_as_far_as_its_changelogs_continue_its_metadata() {
+        let seen = "changelog 420 425\nchangelog 202 419\nmetadata                    2\nmetadata 300\n";
+        assert_eq!(parse_newest_version(seen), Some(426), "from 300 through 419, then 420..425");
+        assert_eq!(
+            parse_newest_version("metadata 430\nchangelog 202 425\n"),
+            Some(430),
+            "changelogs already in it"
+        );
+    }
+
+    #[test]
+    fn a_hole_in_the_changelogs_ends_the_copy_there() {
+        // The lab's failure: metadata at 300, changelogs from 500 (a metalogger that started over).
+        assert_eq!(parse_newest_version("metadata 300\nchangelog 500 506\n"), Some(300));
+        assert_eq!(parse_newest_version("metadata 300\nchangelog 290 310\nchangelog 312 320\n"), Some(311));
     }
 
     #[test]
     fn nothing_readable_is_no_metadata() {
         assert_eq!(parse_newest_version(""), None);
-        assert_eq!(parse_newest_version("metadata \ngarbage: x\n"), None);
+        assert_eq!(parse_newest_version("metadata \ngarbage: x\nchangelog x 2\n"), None);
     }
 
     #[test]
     fn changelogs_without_a_metadata_file_are_no_copy() {
-        assert_eq!(parse_newest_version("900: 1796120678|ACCESS(2)\nmetadata \n"), None);
+        assert_eq!(parse_newest_version("changelog 900 950\nmetadata \n"), None);
     }
 
     #[test]
     fn the_master_line_tells_whether_mfsmaster_runs() {
-        let copy = "424: 1796120678|LENGTH(39,0,1)\nmetadata 2\n";
+        let copy = "changelog 2 424\nmetadata 2\n";
         assert!(master_runs(&format!("master active\n{copy}")));
         assert!(master_runs("master deactivating\n"), "a stopping master still serves");
         assert!(!master_runs(&format!("master inactive\n{copy}")));
         assert!(!master_runs("master failed\n"));
         assert_eq!(
             parse_newest_version(&format!("master active\n{copy}")),
-            Some(424),
+            Some(425),
             "the line is no version"
         );
     }

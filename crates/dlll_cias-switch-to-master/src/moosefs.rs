@@ -106,6 +106,26 @@ fn take_newer_copy(ctx: &Ctx, tl: &mut Timeline, survey: &Survey) -> Result<()> 
         peer.name()
     ));
     ctx.host.run(&Command::from_argv(&["systemctl", "stop", "moosefs-metalogger"]))?;
+    // This node's own metalogger files go aside first: left next to the peer's, a changelog
+    // of its own could be merged into the chain `mfsmaster -a` replays.
+    let aside = format!("{DATA_PATH}/old-metalogger-{}", cias_core::clock::unix_secs());
+    ctx.host.run(&Command::from_argv(&["mkdir", "-p", &aside]))?;
+    ctx.host.run(&Command::from_argv(&[
+        "find",
+        DATA_PATH,
+        "-maxdepth",
+        "1",
+        "-type",
+        "f",
+        "-name",
+        "*_ml*",
+        "-exec",
+        "mv",
+        "-t",
+        &aside,
+        "{}",
+        "+",
+    ]))?;
     ctx.host.run(&peer.copy_from(&format!("{DATA_PATH}/*_ml*"), &format!("{DATA_PATH}/")))?;
     ctx.host.run(&Command::from_argv(&[
         "find",
@@ -181,13 +201,11 @@ pub fn promote(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
         let survey = survey(ctx, tl)?;
         take_newer_copy(ctx, tl, &survey)?;
         no_other_master(ctx, tl, &survey)?;
-        let files = ctx.host.run(&Command::query_argv(&["ls", DATA_PATH]))?.stdout;
-        let has_metadata =
-            files.lines().any(|f| f.starts_with("metadata_ml.mfs") || f.starts_with("metadata.mfs"));
-        if !has_metadata {
+        if !ctx.dry_run && newest_version(ctx.host.as_ref())? == 0 {
             bail!(
-                "{DATA_PATH} holds no metadata from the metalogger; refusing to start an empty master \
-                 (chunkservers would refuse its new metadata id) - restore {DATA_PATH} from another node's metalogger"
+                "{DATA_PATH} holds no metadata file from the metalogger, here or on any quorate node; refusing \
+                 to start an empty master (chunkservers would refuse its new metadata id) - restore {DATA_PATH} \
+                 from another node's metalogger"
             );
         }
         ctx.host.run(&Command::from_argv(&["systemctl", "start", "moosefs-master"]))?;
