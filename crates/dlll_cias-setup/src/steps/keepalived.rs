@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use cias_core::host::NEW_FILE;
 use cias_core::paths::BIN_DIR;
 use cias_core::templates::contexts::{KeepalivedContext, KeepalivedMode};
 use cias_core::vrrp::Priority;
@@ -52,8 +53,9 @@ pub fn install(ctx: &mut Ctx) -> Result<()> {
         let switch = ctx.templates.render("keepalived/keepalived.conf.j2", &switch)?;
         ctx.write(&format!("{dir}/keepalived-switch.conf"), &switch, "0644")?;
     }
-    ctx.write(CONFIG, &normal, "0644")?;
-    ctx.run(&["keepalived", "--config-test", &format!("--use-file={CONFIG}")])?;
+    // keepalived reads its file again on every restart: a file that fails its test never
+    // replaces a working one (`-e`: a missing file is an error, not an empty config).
+    ctx.write_checked(CONFIG, &normal, "0644", &["keepalived", "-e", "--config-test", "--use-file", NEW_FILE])?;
     if !priority.can_be_master() {
         // keepalived 2.2.7 with no VRRP instance never reports ready to systemd (Type=notify):
         // the start times out after 90 s (measured in the lab). A never-master node has
