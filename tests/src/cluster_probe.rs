@@ -59,7 +59,7 @@ pub fn explained_by<T>(lab: &Lab, nodes: &[Node], checks: impl FnOnce() -> T + s
                         node,
                         &format!(
                             "tail -n 40 /data/cias/nodes/{node}/takeover.log /data/cias/nodes/{node}/fence.log; \
-                             journalctl -u keepalived -u moosefs-master --no-pager | tail -n 30"
+                             journalctl -u keepalived -u moosefs-master -u moosefs-metalogger -u dlll-cias-publish-base --no-pager | tail -n 40; ls -la /var/lib/mfs"
                         ),
                     )
                     .unwrap_or_default();

@@ -14,6 +14,9 @@
 //! - **Only a fit node may hold the role**: quorate, fully installed, keepalived running, not
 //!   given up. keepalived's check (`dlll_cias-fence check`) reads the loop's verdict, so a
 //!   node whose loop does not run cannot hold the role either.
+//! - **Every node keeps a copy a master can start from**: a master promoted from metalogger
+//!   files offers a full metadata file at once (not at its hourly dump), and a metalogger
+//!   holding changelogs only is restarted to download it.
 //! - **Self-fencing**: out of the quorate partition for the fence delay, every VM of this
 //!   node is stopped. The watchdog is fed only while quorate; once the fence is complete it is
 //!   disarmed (nothing is left to protect), and a loop that dies or hangs before that leaves
@@ -44,6 +47,14 @@ pub const RESTART_EVERY: Duration = Duration::from_secs(4);
 /// over (and nopreempt keeps that one master afterwards), short enough that a cluster whose
 /// other nodes are all gone gets this one back.
 pub const COOLDOWN: Duration = Duration::from_secs(120);
+
+/// How long a metalogger may hold changelogs only before it is restarted (it just started
+/// over, and downloads by itself when the master has a copy to offer).
+pub const BARE_GRACE: Duration = Duration::from_secs(5);
+
+/// Time between two tries at giving a metalogger a full copy (publishing the master's, or
+/// restarting the metalogger to download it): writing one takes a few seconds.
+pub const BASE_RETRY: Duration = Duration::from_secs(30);
 
 /// The longest a node outside the quorate partition may still run an mfsmaster, counted from
 /// when the quorate side last saw it: [`CONFIRM`], a loop tick on each side, the skew between
@@ -84,6 +95,10 @@ pub struct Observed {
     /// A manual switch is taking this master's final metadata: its mfsmaster was stopped on
     /// purpose and must stay stopped.
     pub handing_over: bool,
+    /// The master's data directory holds `metadata.mfs.back`, which metaloggers download.
+    pub master_has_base: bool,
+    /// This node's metalogger holds a metadata file (not only changelogs).
+    pub metalogger_has_base: bool,
 }
 
 /// How far `dlll_cias-setup` got on this node.
@@ -113,6 +128,11 @@ pub enum Action {
     /// Back in the quorum after fencing: mount MooseFS again, take over again if the VIP
     /// stayed here.
     Rejoined,
+    /// The serving master has no `metadata.mfs.back` (promoted from metalogger files): write
+    /// one, so metaloggers that start over can download a full copy.
+    PublishBase,
+    /// This node's metalogger holds changelogs only: restart it to download a full copy.
+    RestartMetalogger,
 }
 
 impl Action {
@@ -125,6 +145,8 @@ impl Action {
             Action::RestartMaster => "restart mfsmaster (the VIP holder does not serve)",
             Action::StopVms => "stop every VM and cut the MooseFS mount (fence delay reached)",
             Action::Rejoined => "quorum regained: mount MooseFS again",
+            Action::PublishBase => "offer the metaloggers a full metadata copy",
+            Action::RestartMetalogger => "restart the metalogger (it holds no metadata file)",
         }
     }
 }
@@ -163,10 +185,18 @@ pub struct Reconciler {
     unserved_since: Option<u64>,
     last_restart: Option<u64>,
     gave_up_until: Option<u64>,
+    last_publish: Option<u64>,
+    bare_metalogger_since: Option<u64>,
+    last_metalogger_restart: Option<u64>,
 }
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
+}
+
+/// Whether something last done at `last` may be done again at `now`.
+fn due(last: Option<u64>, now: u64, every: Duration) -> bool {
+    last.is_none_or(|t| now - t >= ms(every))
 }
 
 impl Reconciler {
@@ -182,6 +212,9 @@ impl Reconciler {
             unserved_since: None,
             last_restart: None,
             gave_up_until: None,
+            last_publish: None,
+            bare_metalogger_since: None,
+            last_metalogger_restart: None,
         }
     }
 
@@ -211,6 +244,7 @@ impl Reconciler {
         } else if !o.holds_vip {
             (self.served, self.unserved_since, self.last_restart) = (false, None, None);
         }
+        self.keep_a_copy(o, &mut actions);
         Tick { actions, unfit: self.unfit(o) }
     }
 
@@ -240,6 +274,10 @@ impl Reconciler {
         let now = o.now_ms;
         if o.master == Master::Serving {
             (self.served, self.unserved_since, self.last_restart) = (true, None, None);
+            if !o.master_has_base && due(self.last_publish, now, BASE_RETRY) {
+                self.last_publish = Some(now);
+                actions.push(Action::PublishBase);
+            }
             return;
         }
         if o.takeover_running && !self.served {
@@ -252,10 +290,22 @@ impl Reconciler {
             return;
         }
         // Two readings first: a master that was just started needs a moment to listen.
-        let due = self.last_restart.is_none_or(|t| now - t >= ms(RESTART_EVERY));
-        if now - since >= 1_000 && due {
+        if now - since >= 1_000 && due(self.last_restart, now, RESTART_EVERY) {
             self.last_restart = Some(now);
             actions.push(Action::RestartMaster);
+        }
+    }
+
+    /// Every installed quorate node's metalogger holds a copy a master can start from.
+    fn keep_a_copy(&mut self, o: &Observed, actions: &mut Vec<Action>) {
+        if o.metalogger_has_base || !o.quorate || o.install != Install::Finished {
+            self.bare_metalogger_since = None;
+            return;
+        }
+        let since = *self.bare_metalogger_since.get_or_insert(o.now_ms);
+        if o.now_ms - since >= ms(BARE_GRACE) && due(self.last_metalogger_restart, o.now_ms, BASE_RETRY) {
+            self.last_metalogger_restart = Some(o.now_ms);
+            actions.push(Action::RestartMetalogger);
         }
     }
 

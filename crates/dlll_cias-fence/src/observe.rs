@@ -7,6 +7,7 @@ use std::time::Duration;
 use cias_core::clock::boot_ms;
 use cias_core::host::{holds_address, port_open, Command, Host};
 use cias_core::journal::RunLock;
+use cias_core::mfs_metadata::DATA_PATH;
 use cias_core::proxmox::pvesh::{self, ClusterStatusEntry};
 use cias_core::reconcile::{Master, Observed};
 use cias_core::settings::ClusterSettings;
@@ -47,6 +48,14 @@ fn handing_over() -> bool {
         .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < HANDOVER_LIMIT))
 }
 
+/// Whether MooseFS's data directory holds a non-empty file `which` picks.
+fn has_file(which: impl Fn(&str) -> bool) -> bool {
+    let Ok(entries) = std::fs::read_dir(DATA_PATH) else { return false };
+    entries
+        .flatten()
+        .any(|e| e.file_name().to_str().is_some_and(&which) && e.metadata().is_ok_and(|m| m.len() > 0))
+}
+
 /// One look at this node; also returns the members of its partition.
 pub fn observe(host: &dyn Host, settings: &ClusterSettings, node: &str) -> (Observed, Vec<String>) {
     let (quorate, online) = quorum(host);
@@ -75,6 +84,8 @@ pub fn observe(host: &dyn Host, settings: &ClusterSettings, node: &str) -> (Obse
         master,
         takeover_running,
         handing_over,
+        master_has_base: has_file(|name| name == "metadata.mfs.back"),
+        metalogger_has_base: has_file(|name| name.starts_with("metadata_ml.mfs.back")),
     };
     (observed, online)
 }

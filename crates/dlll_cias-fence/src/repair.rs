@@ -53,6 +53,55 @@ pub fn drop_vips(host: &dyn Host, settings: &ClusterSettings) -> Result<String> 
     Ok(if dropped.is_empty() { "no VIP left".into() } else { format!("removed {}", dropped.join(", ")) })
 }
 
+/// Makes a master promoted from metalogger files (`mfsmaster -a`) offer a full metadata copy.
+/// Such a master has no `metadata.mfs.back` until its hourly dump, and until then a metalogger
+/// that starts over (every demoted former master's does) can download none: it holds
+/// changelogs only, and after a few failovers no quorate node may hold a copy a master can
+/// start from (measured in the lab: the second partition in a row left none). A second
+/// mfsmaster, on loopback ports and a private directory, loads the same chain of files and
+/// stops cleanly, which writes `metadata.mfs` at least as new as the master's start; as the
+/// master's `metadata.mfs.back` it continues into the master's own changelogs.
+const PUBLISH_BASE: &str = r#"set -eu
+data=$1
+tmp=$(mktemp -d "$data/.publish-base.XXXXXX")
+cfg="$tmp/mfsmaster.cfg"
+trap 'mfsmaster -c "$cfg" stop >/dev/null 2>&1 || true; rm -rf -- "$tmp"' EXIT
+cp -p -- "$data"/metadata_ml.mfs.back* "$data"/changelog_ml*.mfs "$tmp"/
+printf '%s\n' 'WORKING_USER = mfs' 'WORKING_GROUP = mfs' "DATA_PATH = $tmp" \
+  'EXPORTS_FILENAME = /etc/mfs/mfsexports.cfg' \
+  'MATOML_LISTEN_HOST = 127.0.0.1' 'MATOML_LISTEN_PORT = 19419' \
+  'MATOCS_LISTEN_HOST = 127.0.0.1' 'MATOCS_LISTEN_PORT = 19420' \
+  'MATOCL_LISTEN_HOST = 127.0.0.1' 'MATOCL_LISTEN_PORT = 19421' >"$cfg"
+chown -R mfs:mfs "$tmp"
+mfsmaster -c "$cfg" -a start
+mfsmaster -c "$cfg" stop
+install -o mfs -g mfs -m 0640 -- "$tmp/metadata.mfs" "$data/.metadata.mfs.back.new"
+mv -f -- "$data/.metadata.mfs.back.new" "$data/metadata.mfs.back"
+"#;
+
+/// Starts [`PUBLISH_BASE`] in its own unit (it takes a few seconds; the loop goes on).
+pub fn publish_base(host: &dyn Host) -> Result<String> {
+    host.run(&Command::from_argv(&[
+        "systemd-run",
+        "--quiet",
+        "--collect",
+        "--unit=dlll-cias-publish-base",
+        "sh",
+        "-c",
+        PUBLISH_BASE,
+        "dlll-cias-publish-base",
+        DATA_PATH,
+    ]))?;
+    Ok("metadata.mfs.back being written for the metaloggers (unit dlll-cias-publish-base)".into())
+}
+
+/// This node's metalogger holds no metadata file (it started over while the master had none
+/// to offer): restarted, it downloads one.
+pub fn restart_metalogger(host: &dyn Host) -> Result<String> {
+    host.run(&Command::from_argv(&["systemctl", "restart", "--no-block", "moosefs-metalogger"]))?;
+    Ok("metalogger restarted to download the master's metadata".into())
+}
+
 /// The VIP holder's mfsmaster does not serve: started again (its unit runs `mfsmaster -a`,
 /// which starts from the newest metadata here), without waiting: the loop looks again.
 pub fn restart_master(host: &dyn Host) -> Result<String> {

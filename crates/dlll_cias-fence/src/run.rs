@@ -26,6 +26,8 @@ fn carry_out(host: &dyn Host, settings: &ClusterSettings, action: Action) -> Res
         Action::RestartMaster => repair::restart_master(host),
         Action::StopVms => repair::stop_vms(host),
         Action::Rejoined => repair::rejoined(host, settings),
+        Action::PublishBase => repair::publish_base(host),
+        Action::RestartMetalogger => repair::restart_metalogger(host),
     }
 }
 

@@ -30,6 +30,8 @@ enum Event {
     MasterStartedByHand,
     /// A manual switch stops this master's mfsmaster to take its final metadata.
     HandoverStarts,
+    /// This node's metalogger starts over with no files (a demoted former master's).
+    MetaloggerStartsOver,
     /// The switched-to node won the election: this one lost the VIP.
     HandoverEnds,
 }
@@ -39,6 +41,8 @@ struct World {
     quorate: bool,
     install: Install,
     handing_over: bool,
+    master_has_base: bool,
+    metalogger_has_base: bool,
     keepalived: Option<u32>,
     vip: bool,
     master: Master,
@@ -57,6 +61,8 @@ impl World {
             quorate: true,
             install: Install::Finished,
             handing_over: false,
+            master_has_base: true,
+            metalogger_has_base: true,
             keepalived: Some(100),
             vip: true,
             master: Master::Serving,
@@ -82,11 +88,12 @@ impl World {
             Event::QuorumLost => self.quorate = false,
             Event::QuorumBack => self.quorate = true,
             Event::BecomesMaster => (self.vip, self.takeover_running) = (true, true),
-            Event::TakeoverPromoted => self.master = Master::Serving,
+            Event::TakeoverPromoted => (self.master, self.master_has_base) = (Master::Serving, false),
             Event::TakeoverEnds => self.takeover_running = false,
             Event::MasterStartedByHand => self.master = Master::Serving,
             Event::HandoverStarts => (self.handing_over, self.master) = (true, Master::Stopped),
             Event::HandoverEnds => self.vip = false,
+            Event::MetaloggerStartsOver => self.metalogger_has_base = false,
         }
     }
 
@@ -100,6 +107,8 @@ impl World {
             master: self.master,
             takeover_running: self.takeover_running,
             handing_over: self.handing_over,
+            master_has_base: self.master_has_base,
+            metalogger_has_base: self.metalogger_has_base,
         }
     }
 
@@ -111,6 +120,8 @@ impl World {
             Action::RestartMaster => self.master = Master::Stopped,
             Action::StopVms => self.vms_running = false,
             Action::Rejoined => {}
+            Action::PublishBase => self.master_has_base = true,
+            Action::RestartMetalogger => self.metalogger_has_base = true,
         }
     }
 }
@@ -311,6 +322,7 @@ fn a_new_master_waits_for_its_takeover_and_then_watches_over_mfsmaster() {
         "
           2 ! BecomesMaster
           6 ! TakeoverPromoted
+          6   -> offer the metaloggers a full metadata copy
           9 ! MasterCrashes
          10   -> restart mfsmaster (the VIP holder does not serve)
          30 ! TakeoverEnds
@@ -391,6 +403,28 @@ fn a_master_handing_over_to_a_manual_switch_keeps_its_mfsmaster_stopped() {
         "
           2 ! HandoverStarts
           9 ! HandoverEnds
+        ",
+    );
+}
+
+#[test]
+fn a_promoted_master_offers_a_full_copy_and_a_bare_metalogger_fetches_one() {
+    let script = [
+        (1, Event::MetaloggerStartsOver),
+        (2, Event::BecomesMaster),
+        (4, Event::TakeoverPromoted),
+        (9, Event::TakeoverEnds),
+    ];
+    let log = run(World::backup_node(), 10, &script, 12);
+    assert_log(
+        &log,
+        "
+          1 ! MetaloggerStartsOver
+          2 ! BecomesMaster
+          4 ! TakeoverPromoted
+          4   -> offer the metaloggers a full metadata copy
+          6   -> restart the metalogger (it holds no metadata file)
+          9 ! TakeoverEnds
         ",
     );
 }
