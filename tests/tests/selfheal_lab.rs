@@ -55,6 +55,19 @@ fn no_split(samples: &[Sample], what: &str, vip_doubles: usize) {
     );
 }
 
+/// Waits until the cluster could survive its next failure: a master serves and every node's
+/// metalogger holds a copy a master can start from (a demoted node's starts over and
+/// downloads one). Returns how long that took.
+fn redundant_again(lab: &Lab, writer: Node) -> Duration {
+    let copy = "test -n \"$(find /var/lib/mfs -maxdepth 1 -name 'metadata_ml.mfs.back*' -size +0)\"";
+    let all = lab.nodes().to_vec();
+    explained_by(lab, &all, || {
+        wait_for("every node's metalogger to hold a full copy", Duration::from_secs(60), || {
+            serving(lab, writer) && lab.nodes().iter().all(|&n| !lab.is_up(n) || lab.sh(n, copy).is_ok())
+        })
+    })
+}
+
 fn other_than(lab: &Lab, not: &[Node]) -> Node {
     *lab.nodes().iter().find(|n| !not.contains(n)).expect("a third node")
 }
@@ -85,6 +98,7 @@ fn partial_failures_heal_without_two_masters() {
         .push(format!("mfsmaster killed: /mnt/mfs writable on every node after {:.1}s", back.as_secs_f64()));
 
     step(t0, "keepalived SIGKILLed on the master");
+    redundant_again(&lab, writer);
     let m = master(&lab);
     let before = acked(&lab, writer);
     let poller = Poller::start(&lab);
@@ -123,6 +137,7 @@ fn partial_failures_heal_without_two_masters() {
     }
 
     step(t0, "an mfsmaster that cannot start on the master");
+    redundant_again(&lab, writer);
     let m = master(&lab);
     let poller = Poller::start(&lab);
     sh(&lab, m, "chmod 000 /var/lib/mfs && systemctl kill --signal=SIGKILL moosefs-master");
@@ -144,6 +159,7 @@ fn partial_failures_heal_without_two_masters() {
     ));
 
     step(t0, "the reconcile loop killed on a node that then loses quorum: the watchdog fences it");
+    redundant_again(&lab, writer);
     let m = master(&lab);
     let victim = other_than(&lab, &[m, writer]);
     let vm = 2102;
@@ -193,6 +209,7 @@ fn partial_failures_heal_without_two_masters() {
 /// One 1 | 2 partition of the master and its heal; in round 1 one node's setup looks stopped
 /// after its keepalived step. Returns the measured line.
 fn partition_round(lab: &Lab, round: usize, writer: Node) -> String {
+    let settled = redundant_again(lab, writer);
     let m = master(lab);
     let unfinished = (round == 1).then(|| other_than(lab, &[m, writer]));
     let unfinished = unfinished.filter(|&n| n != m);
@@ -248,9 +265,11 @@ fn partition_round(lab: &Lab, round: usize, writer: Node) -> String {
     }
     writer_lost_nothing(lab, writer);
     format!(
-        "partition {round} of {m}: {new} serving {:.1}s, writer going {:.1}s, old master remounted {:.1}s",
+        "partition {round} of {m}: {new} serving {:.1}s, writer going {:.1}s, old master remounted {:.1}s \
+         (every copy back {:.1}s after the previous fault)",
         taken.as_secs_f64(),
         resumed.as_secs_f64(),
-        remounted.as_secs_f64()
+        remounted.as_secs_f64(),
+        settled.as_secs_f64()
     )
 }

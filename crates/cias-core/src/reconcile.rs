@@ -54,7 +54,7 @@ pub const BARE_GRACE: Duration = Duration::from_secs(5);
 
 /// Time between two tries at giving a metalogger a full copy (publishing the master's, or
 /// restarting the metalogger to download it): writing one takes a few seconds.
-pub const BASE_RETRY: Duration = Duration::from_secs(30);
+pub const BASE_RETRY: Duration = Duration::from_secs(10);
 
 /// The longest a node outside the quorate partition may still run an mfsmaster, counted from
 /// when the quorate side last saw it: [`CONFIRM`], a loop tick on each side, the skew between
