@@ -202,6 +202,12 @@ fn move_into(host: &dyn Host, dir: &str, files: &[String], which: fn(&str) -> bo
 /// died): it is stopped, and a former master's files are set aside so a later promotion
 /// here cannot take them for current.
 pub fn demote(host: &dyn Host) -> Result<String> {
+    // keepalived's hook and the loop both demote (a FAULT and a lost VIP in the same second):
+    // one at a time, or the second moves files the first already moved.
+    let lock_file = std::path::Path::new(cias_core::paths::STATE_DIR).join("demote.lock");
+    std::fs::create_dir_all(cias_core::paths::STATE_DIR)?;
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_file)?;
+    lock.lock()?;
     let mut outcome = stop_master(host)?;
     if let Some(dir) = set_aside_master_files(host)? {
         // While this node was master its metalogger followed it, also through a split brain
