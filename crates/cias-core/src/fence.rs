@@ -1,9 +1,9 @@
 //! When each node was last seen in this node's quorate partition (SPEC section 8): the
 //! reconcile loop records it every second; a new master reads it to know how long a lost node
 //! has been gone, and so whether it has fenced itself. Times are the boot clock
-//! ([`crate::clock::boot_ms`]). A record the loop has not refreshed for [`STALE`] says
-//! nothing: its reader counts every node as lost from the moment it looks, which only waits
-//! longer.
+//! ([`crate::clock::boot_ms`]). A record the loop has not refreshed for [`STALE`] proves no
+//! absence: its reader counts a node as gone only since it looked itself (or since the node
+//! was last seen, if later).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -49,15 +49,21 @@ impl LastSeen {
     }
 
     /// How long each of `nodes` has been gone at `now_ms`; a node this record cannot vouch for
-    /// counts as gone since `first_look_ms`, when its reader first looked.
+    /// counts as gone since `first_look_ms`, when its reader first looked (or since it was last
+    /// seen in a stale record, if that is later: it may have been there until then).
     pub fn absences<'a>(
         &self,
         nodes: impl IntoIterator<Item = &'a str>,
         now_ms: u64,
         first_look_ms: u64,
     ) -> BTreeMap<String, Duration> {
-        let unknown = Duration::from_millis(now_ms.saturating_sub(first_look_ms));
-        nodes.into_iter().map(|n| (n.to_string(), self.lost_for(n, now_ms).unwrap_or(unknown))).collect()
+        let since = |ms: u64| Duration::from_millis(now_ms.saturating_sub(ms));
+        let gone = |n: &str| match (self.lost_for(n, now_ms), self.nodes.get(n)) {
+            (Some(known), _) => known,
+            (None, Some(&seen)) => since(seen.max(first_look_ms)),
+            (None, None) => since(first_look_ms),
+        };
+        nodes.into_iter().map(|n| (n.to_string(), gone(n))).collect()
     }
 }
 
@@ -90,5 +96,8 @@ mod tests {
         let gone = seen.absences(["node1", "node3"], 22_000, 21_000);
         assert_eq!(gone["node1"], Duration::from_secs(12));
         assert_eq!(gone["node3"], Duration::from_secs(1), "never seen: gone since the first look");
+        let stale = seen.absences(["node1", "node2"], 30_000, 19_000);
+        assert_eq!(stale["node1"], Duration::from_secs(11), "stale: since the first look");
+        assert_eq!(stale["node2"], Duration::from_secs(10), "stale, but seen after the first look");
     }
 }

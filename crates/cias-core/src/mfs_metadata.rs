@@ -47,12 +47,21 @@ pub fn newest_version_command() -> Command {
     Command::query_argv(&["sh", "-c", &script])
 }
 
-/// Whether the output of [`newest_version_command`] says the node's mfsmaster runs (or is
-/// starting or stopping): anything but systemd's `inactive` and `failed`.
+/// A read-only command printing systemd's word for the node's mfsmaster (`active`, ...).
+pub fn master_state_command() -> Command {
+    Command::query_argv(&["systemctl", "is-active", "moosefs-master"])
+}
+
+/// Whether systemd's word for the mfsmaster unit means it may serve: anything but `inactive`
+/// and `failed` (a starting or stopping master still answers). Nothing readable counts as
+/// running: the worse answer.
+pub fn master_state_runs(state: &str) -> bool {
+    !matches!(state.trim(), "inactive" | "failed")
+}
+
+/// Whether the output of [`newest_version_command`] says the node's mfsmaster runs.
 pub fn master_runs(text: &str) -> bool {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("master "))
-        .any(|state| !matches!(state.trim(), "inactive" | "failed"))
+    text.lines().filter_map(|l| l.strip_prefix("master ")).any(master_state_runs)
 }
 
 /// The version a copy reaches (the number of the next change it lacks), from the output of
@@ -156,6 +165,7 @@ mod tests {
         assert!(master_runs("master deactivating\n"), "a stopping master still serves");
         assert!(!master_runs(&format!("master inactive\n{copy}")));
         assert!(!master_runs("master failed\n"));
+        assert!(master_state_runs(""), "no answer: assume it runs");
         assert_eq!(
             parse_newest_version(&format!("master active\n{copy}")),
             Some(425),

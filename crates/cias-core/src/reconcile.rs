@@ -8,9 +8,11 @@
 //! - **mfsmaster runs only on the VIP holder, while quorate and while keepalived runs**;
 //!   anywhere else it is stopped and its files set aside (as keepalived's notify_backup does).
 //!   Quorum loss kills it once confirmed ([`CONFIRM`]): a one-reading blip does nothing.
-//! - **The VIP holder serves MooseFS.** An mfsmaster that died or hangs is restarted (`-a`)
-//!   within seconds; when it cannot serve within [`GRACE`], this node gives the role up
-//!   ([`Tick::unfit`] fails keepalived's check: FAULT, the VIPs go to another node).
+//! - **The VIP holder serves MooseFS.** An mfsmaster that served, then died or hangs, is
+//!   restarted (`-a`) within seconds; when it cannot serve within [`GRACE`], this node gives
+//!   the role up ([`Tick::unfit`] fails keepalived's check: FAULT, the VIPs go to another node).
+//!   A master this node has not served as yet only a takeover starts (it first makes sure no
+//!   other node runs one): a VIP holder whose takeover ended without one gives the role up.
 //! - **Only a fit node may hold the role**: quorate, fully installed, keepalived running, not
 //!   given up. keepalived's check (`dlll_cias-fence check`) reads the loop's verdict, so a
 //!   node whose loop does not run cannot hold the role either.
@@ -241,7 +243,9 @@ impl Reconciler {
         }
         if entitled && o.quorate && !given_up && o.install == Install::Finished && !o.handing_over {
             self.keep_serving(o, &mut actions);
-        } else if !o.holds_vip {
+        } else if !entitled {
+            // Whatever served before served another term: after a lost VIP or a quorum loss
+            // only a takeover may start mfsmaster again (it checks the other nodes first).
             (self.served, self.unserved_since, self.last_restart) = (false, None, None);
         }
         self.keep_a_copy(o, &mut actions);
@@ -280,13 +284,21 @@ impl Reconciler {
             }
             return;
         }
-        if o.takeover_running && !self.served {
-            return; // the takeover is promoting it
-        }
         let since = *self.unserved_since.get_or_insert(now);
+        if !self.served {
+            // Only a takeover starts a master this node has not served as: it makes sure no
+            // other node still runs one and takes the newest copy first. Without one (it failed,
+            // or refused), this node gives the role up; keepalived starts one within a moment
+            // of the VIP arriving, hence two readings.
+            if o.takeover_running {
+                self.unserved_since = None;
+            } else if now - since >= 2_000 {
+                self.give_up(now);
+            }
+            return;
+        }
         if now - since >= ms(GRACE) {
-            self.gave_up_until = Some(now + ms(COOLDOWN));
-            (self.unserved_since, self.last_restart) = (None, None);
+            self.give_up(now);
             return;
         }
         // Two readings first: a master that was just started needs a moment to listen.
@@ -294,6 +306,11 @@ impl Reconciler {
             self.last_restart = Some(now);
             actions.push(Action::RestartMaster);
         }
+    }
+
+    fn give_up(&mut self, now: u64) {
+        self.gave_up_until = Some(now + ms(COOLDOWN));
+        (self.unserved_since, self.last_restart) = (None, None);
     }
 
     /// Every installed quorate node's metalogger holds a copy a master can start from.
@@ -321,7 +338,8 @@ impl Reconciler {
         }
         self.gave_up_until.filter(|until| o.now_ms < *until).map(|_| {
             format!(
-                "its mfsmaster did not serve within {}s: the role is left to another node for {}s",
+                "no mfsmaster served here (restarted for {}s, or no takeover started one): the role is left \
+                 to another node for {}s",
                 GRACE.as_secs(),
                 COOLDOWN.as_secs()
             )

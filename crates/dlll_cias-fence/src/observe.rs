@@ -8,16 +8,16 @@ use cias_core::clock::boot_ms;
 use cias_core::host::{holds_address, port_open, Command, Host};
 use cias_core::journal::RunLock;
 use cias_core::mfs_metadata::DATA_PATH;
+use cias_core::paths::HANDOVER_MARK;
 use cias_core::proxmox::pvesh::{self, ClusterStatusEntry};
 use cias_core::reconcile::{Master, Observed};
 use cias_core::settings::ClusterSettings;
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
-use cias_core::paths::HANDOVER_MARK;
-
-/// A manual switch takes well under a minute (lab: 13-22 s).
-const HANDOVER_LIMIT: Duration = Duration::from_secs(60);
+/// Longer than a manual switch can take: the old master's clean stop may take up to its
+/// 300 s limit on a large namespace (lab: the whole switch 13-22 s).
+const HANDOVER_LIMIT: Duration = Duration::from_secs(360);
 
 /// Whether this node is quorate, and the members of its partition. Any failure to ask counts
 /// as "not quorate": a node that cannot tell must assume the worst.
@@ -43,9 +43,15 @@ fn keepalived_pid(host: &dyn Host) -> Option<u32> {
 /// ([`HANDOVER_MARK`] younger than [`HANDOVER_LIMIT`]: a switch that died does not leave
 /// the master stopped for good).
 fn handing_over() -> bool {
-    std::fs::metadata(HANDOVER_MARK)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < HANDOVER_LIMIT))
+    modified_within(HANDOVER_MARK, HANDOVER_LIMIT)
+}
+
+fn recently_written(file: &str) -> bool {
+    modified_within(file, Duration::from_secs(10))
+}
+
+fn modified_within(file: &str, limit: Duration) -> bool {
+    std::fs::metadata(file).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age < limit))
 }
 
 /// Whether MooseFS's data directory holds a non-empty file `which` picks.
@@ -85,7 +91,10 @@ pub fn observe(host: &dyn Host, settings: &ClusterSettings, node: &str) -> (Obse
         takeover_running,
         handing_over,
         master_has_base: has_file(|name| name == "metadata.mfs.back"),
-        metalogger_has_base: has_file(|name| name.starts_with("metadata_ml.mfs.back")),
+        // A download in progress (`metadata_ml.tmp`, renamed at its end) counts: restarting
+        // the metalogger then would only start it over.
+        metalogger_has_base: has_file(|name| name.starts_with("metadata_ml.mfs.back"))
+            || recently_written(&format!("{DATA_PATH}/metadata_ml.tmp")),
     };
     (observed, online)
 }

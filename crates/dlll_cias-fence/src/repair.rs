@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use cias_core::host::{holds_address, is_mounted, Command, Host};
-use cias_core::mfs_metadata::{is_master_file, is_metalogger_file, DATA_PATH};
+use cias_core::mfs_metadata::{
+    is_master_file, is_metalogger_file, master_state_command, master_state_runs, DATA_PATH,
+};
 use cias_core::settings::ClusterSettings;
 
 /// Where Proxmox keeps the pid file of each running VM.
@@ -14,9 +16,8 @@ pub const NO_MASTER: &str = "no mfsmaster runs here";
 
 /// Whether the mfsmaster unit runs, or is starting or stopping (it may serve then too).
 pub fn master_runs(host: &dyn Host) -> Result<bool> {
-    let cmd =
-        Command::query_argv(&["systemctl", "is-active", "moosefs-master"]).timeout(Duration::from_secs(3));
-    Ok(!matches!(host.execute(&cmd)?.stdout.trim(), "inactive" | "failed" | ""))
+    let cmd = master_state_command().timeout(Duration::from_secs(3));
+    Ok(master_state_runs(&host.execute(&cmd)?.stdout))
 }
 
 /// Kills this node's mfsmaster (and mfscgiserv) if it runs.
@@ -81,6 +82,10 @@ mv -f -- "$data/.metadata.mfs.back.new" "$data/metadata.mfs.back"
 
 /// Starts [`PUBLISH_BASE`] in its own unit (it takes a few seconds; the loop goes on).
 pub fn publish_base(host: &dyn Host) -> Result<String> {
+    let unit = Command::query_argv(&["systemctl", "is-active", "--quiet", "dlll-cias-publish-base"]);
+    if host.execute(&unit.timeout(Duration::from_secs(3)))?.success() {
+        return Ok("metadata.mfs.back still being written (a large namespace takes a while)".into());
+    }
     host.run(&Command::from_argv(&[
         "systemd-run",
         "--quiet",

@@ -10,7 +10,10 @@ use anyhow::{bail, Context, Result};
 use cias_core::clock::boot_ms;
 use cias_core::fence::LastSeen;
 use cias_core::host::{is_mounted, port_open, Command, Host};
-use cias_core::mfs_metadata::{master_runs, newest_version_command, parse_newest_version, DATA_PATH};
+use cias_core::mfs_metadata::{
+    master_runs, master_state_command, master_state_runs, newest_version_command, parse_newest_version,
+    DATA_PATH,
+};
 use cias_core::paths::HANDOVER_MARK;
 use cias_core::reconcile::MASTER_FENCE_BOUND;
 use cias_core::state_file::StateFile;
@@ -153,8 +156,8 @@ fn no_other_master(ctx: &Ctx, tl: &mut Timeline, survey: &Survey) -> Result<()> 
     for (peer, _) in survey.answers.iter().filter(|(_, text)| master_runs(text)) {
         tl.note(&format!("{} still runs an mfsmaster: waiting for it to stop", peer.name()));
         let started = Instant::now();
-        let asks = Command::query_argv(&["systemctl", "is-active", "--quiet", "moosefs-master"]);
-        while !ctx.dry_run && peer.host.execute(&asks)?.success() {
+        let asks = master_state_command();
+        while !ctx.dry_run && master_state_runs(&peer.host.execute(&asks)?.stdout) {
             if started.elapsed() > STOP_WAIT {
                 bail!(
                     "{} still runs an mfsmaster after {}s; refusing to start a second one (stop it there)",

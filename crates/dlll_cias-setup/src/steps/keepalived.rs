@@ -55,7 +55,12 @@ pub fn install(ctx: &mut Ctx) -> Result<()> {
     }
     // keepalived reads its file again on every restart: a file that fails its test never
     // replaces a working one (`-e`: a missing file is an error, not an empty config).
-    ctx.write_checked(CONFIG, &normal, "0644", &["keepalived", "-e", "--config-test", "--use-file", NEW_FILE])?;
+    ctx.write_checked(
+        CONFIG,
+        &normal,
+        "0644",
+        &["keepalived", "-e", "--config-test", "--use-file", NEW_FILE],
+    )?;
     if !priority.can_be_master() {
         // keepalived 2.2.7 with no VRRP instance never reports ready to systemd (Type=notify):
         // the start times out after 90 s (measured in the lab). A never-master node has
