@@ -135,6 +135,10 @@ pub enum Action {
     PublishBase,
     /// This node's metalogger holds changelogs only: restart it to download a full copy.
     RestartMetalogger,
+    /// The manual switch that marked this node as handing over is past (the VIP left): the
+    /// mark goes, or it would keep this node from restarting its master when it is master
+    /// again.
+    ClearHandover,
 }
 
 impl Action {
@@ -149,6 +153,7 @@ impl Action {
             Action::Rejoined => "quorum regained: mount MooseFS again",
             Action::PublishBase => "offer the metaloggers a full metadata copy",
             Action::RestartMetalogger => "restart the metalogger (it holds no metadata file)",
+            Action::ClearHandover => "forget the finished handover to a manual switch",
         }
     }
 }
@@ -241,7 +246,11 @@ impl Reconciler {
         if !given_up {
             self.gave_up_until = None;
         }
-        if entitled && o.quorate && !given_up && o.install == Install::Finished && !o.handing_over {
+        if o.handing_over && !o.holds_vip {
+            actions.push(Action::ClearHandover);
+        }
+        let handing_over = o.handing_over && o.holds_vip;
+        if entitled && o.quorate && !given_up && o.install == Install::Finished && !handing_over {
             self.keep_serving(o, &mut actions);
         } else if !entitled {
             // Whatever served before served another term: after a lost VIP or a quorum loss

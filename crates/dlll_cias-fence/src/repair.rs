@@ -107,6 +107,12 @@ pub fn restart_metalogger(host: &dyn Host) -> Result<String> {
     Ok("metalogger restarted to download the master's metadata".into())
 }
 
+/// Removes the mark a manual switch left while it took this node's final metadata.
+pub fn clear_handover(host: &dyn Host) -> Result<String> {
+    host.run(&Command::from_argv(&["rm", "-f", cias_core::paths::HANDOVER_MARK]))?;
+    Ok("the handover mark is gone".into())
+}
+
 /// The VIP holder's mfsmaster does not serve: started again (its unit runs `mfsmaster -a`,
 /// which starts from the newest metadata here), without waiting: the loop looks again.
 pub fn restart_master(host: &dyn Host) -> Result<String> {

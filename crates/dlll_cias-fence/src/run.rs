@@ -28,6 +28,7 @@ fn carry_out(host: &dyn Host, settings: &ClusterSettings, action: Action) -> Res
         Action::Rejoined => repair::rejoined(host, settings),
         Action::PublishBase => repair::publish_base(host),
         Action::RestartMetalogger => repair::restart_metalogger(host),
+        Action::ClearHandover => repair::clear_handover(host),
     }
 }
 

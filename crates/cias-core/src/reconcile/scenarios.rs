@@ -122,6 +122,7 @@ impl World {
             Action::Rejoined => {}
             Action::PublishBase => self.master_has_base = true,
             Action::RestartMetalogger => self.metalogger_has_base = true,
+            Action::ClearHandover => self.handing_over = false,
         }
     }
 }
@@ -423,13 +424,27 @@ fn the_first_node_installing_holds_the_vip_before_it_has_an_mfsmaster() {
 
 #[test]
 fn a_master_handing_over_to_a_manual_switch_keeps_its_mfsmaster_stopped() {
-    let script = [(2, Event::HandoverStarts), (9, Event::HandoverEnds)];
+    let script = [
+        (2, Event::HandoverStarts),
+        (9, Event::HandoverEnds),
+        (20, Event::BecomesMaster),
+        (22, Event::TakeoverPromoted),
+        (23, Event::TakeoverEnds),
+        (25, Event::MasterCrashes),
+    ];
     let log = run(World::serving_node(), 10, &script, 30);
     assert_log(
         &log,
         "
           2 ! HandoverStarts
           9 ! HandoverEnds
+          9   -> forget the finished handover to a manual switch
+         20 ! BecomesMaster
+         22 ! TakeoverPromoted
+         22   -> offer the metaloggers a full metadata copy
+         23 ! TakeoverEnds
+         25 ! MasterCrashes
+         26   -> restart mfsmaster (the VIP holder does not serve)
         ",
     );
 }
