@@ -259,8 +259,9 @@ fn partition_round(lab: &Lab, round: usize, writer: Node) -> String {
         writer_resumes(lab, writer, before);
     }
     let resumed = cut.elapsed();
-    // Long enough for the cut-off master to fence itself completely.
-    std::thread::sleep(Duration::from_secs(12).saturating_sub(cut.elapsed()));
+    // Long enough for the cut-off master to fence itself completely: the split is noticed
+    // after the 3 s heartbeat timeout, the VMs go after the 10 s fence delay.
+    std::thread::sleep(Duration::from_secs(16).saturating_sub(cut.elapsed()));
     lab.heal().unwrap();
     let remounted = cut.elapsed();
     wait_for("the old master's /mnt/mfs mounted again", Duration::from_secs(45), || {
