@@ -76,7 +76,9 @@ fn master_away_from(lab: &Lab, writer: Node) {
     if master(lab) != writer {
         return;
     }
-    let to = other_than(lab, &[writer]);
+    // A node that gave the role up (its mfsmaster could not serve) refuses for a while.
+    let fit = |n: Node| lab.exec(n, &["dlll_cias-fence", "check"]).is_ok_and(|o| o.status == 0);
+    let to = *lab.nodes().iter().find(|&&n| n != writer && fit(n)).expect("a node that may be master");
     let out = lab.exec(to, &["dlll_cias-switch-to-master"]).unwrap();
     assert_eq!(out.status, 0, "manual switch to {to}:\n{}\n{}", out.stdout, out.stderr);
     assert_eq!(master(lab), to, "{to} is master after the switch");
@@ -168,6 +170,17 @@ fn partial_failures_heal_without_two_masters() {
     let log = sh(&lab, m, &format!("cat /data/cias/nodes/{m}/fence.log"));
     assert!(log.contains("may not hold the master role: no mfsmaster served here"), "{log}");
     sh(&lab, m, "chmod 755 /var/lib/mfs && systemctl restart moosefs-metalogger");
+    let refused = lab.exec(m, &["dlll_cias-switch-to-master"]).unwrap();
+    assert_eq!(
+        refused.status, 3,
+        "a node that gave the role up refuses a manual switch:\n{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("may not hold the master role now: no mfsmaster served here"),
+        "{}",
+        refused.stderr
+    );
     writer_lost_nothing(&lab, writer);
     figures.push(format!(
         "mfsmaster unable to start on {m}: {} serving after {:.1}s",

@@ -20,12 +20,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use cias_core::clock::boot_ms;
 use cias_core::host::{Command, DryRunHost, Host, LocalHost, PeerHost};
 use cias_core::installed::InstalledNode;
 use cias_core::journal::{JournalError, RunLock};
 use cias_core::notify::tell_admin;
 use cias_core::paths;
+use cias_core::reconcile::Verdict;
 use cias_core::settings::ClusterSettings;
+use cias_core::state_file::StateFile;
 use cias_core::takeover::ClusterView;
 use clap::Parser;
 
@@ -77,6 +80,8 @@ const MAX_RERUNS: usize = 2;
 enum Refusal {
     NoQuorum(String),
     NeverMaster,
+    /// The reconcile loop says this node may not hold the role now (why).
+    Unfit(String),
 }
 
 /// `host` itself, or in a dry run a recorder in front of it that prints each change.
@@ -208,15 +213,21 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Some(Refusal::NeverMaster)
     } else {
         let view = ctx.view()?;
-        (!view.quorate).then(|| {
+        let verdict = Verdict::load(&Verdict::file()).allows_role(boot_ms());
+        if !view.quorate {
             let online: Vec<&str> = view.online().into_iter().collect();
-            Refusal::NoQuorum(format!(
+            Some(Refusal::NoQuorum(format!(
                 "this node sees {} of {} nodes ({})",
                 online.len(),
                 view.nodes.len(),
                 online.join(", ")
-            ))
-        })
+            )))
+        } else if let (false, Err(why)) = (cli.from_keepalived || ctx.holds_master_vip()?, verdict) {
+            // keepalived's check fails here too: this node could not win the election.
+            Some(Refusal::Unfit(why))
+        } else {
+            None
+        }
     };
     if let Some(refusal) = refusal {
         let why = match &refusal {
@@ -229,6 +240,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             Refusal::NeverMaster => format!(
                 "refused: {node} was installed with priority 0 (\"never master\") and never becomes \
                  master; run the switch on another node"
+            ),
+            Refusal::Unfit(why) => format!(
+                "refused: {node} may not hold the master role now: {why} (see /data/cias/nodes/{node}/fence.log); \
+                 run the switch on another node, or again once this is resolved"
             ),
         };
         tl.note(&why);
