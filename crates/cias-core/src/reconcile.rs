@@ -187,6 +187,8 @@ pub struct Reconciler {
     master_killed: bool,
     vms_stopped: bool,
     keepalived_pid: Option<u32>,
+    /// VIPs a dead keepalived left are still held (their removal has not shown yet).
+    vips_left: bool,
     /// The VIP holder's mfsmaster served since this node took the VIP.
     served: bool,
     unserved_since: Option<u64>,
@@ -215,6 +217,7 @@ impl Reconciler {
             master_killed: false,
             vms_stopped: false,
             keepalived_pid: None,
+            vips_left: false,
             served: false,
             unserved_since: None,
             last_restart: None,
@@ -232,8 +235,12 @@ impl Reconciler {
 
         let restarted = matches!((self.keepalived_pid, o.keepalived), (Some(a), Some(b)) if a != b);
         self.keepalived_pid = o.keepalived;
-        let vip_rightful = o.holds_vip && o.keepalived.is_some() && !restarted;
+        // VIPs found left behind stay suspect until they are seen gone (a removal may fail):
+        // a new keepalived wins an election only seconds after it starts.
+        self.vips_left &= o.holds_vip;
+        let vip_rightful = o.holds_vip && o.keepalived.is_some() && !restarted && !self.vips_left;
         if o.holds_vip && !vip_rightful {
+            self.vips_left = true;
             actions.push(Action::DropVips);
         }
 

@@ -470,3 +470,23 @@ fn a_promoted_master_offers_a_full_copy_and_a_bare_metalogger_fetches_one() {
         ",
     );
 }
+
+#[test]
+fn vips_left_behind_stay_suspect_until_they_are_gone() {
+    let mut r = Reconciler::new(Duration::from_secs(10));
+    let mut seen = World::serving_node().observe();
+    assert_eq!(r.tick(&seen).actions, vec![]);
+    seen.now_ms = 1_000;
+    seen.keepalived = Some(200); // restarted between two looks
+    assert_eq!(r.tick(&seen).actions, vec![Action::DropVips, Action::Demote]);
+    r.failed(Action::DropVips); // `ip addr del` failed: the VIPs are still there
+    seen.now_ms = 2_000;
+    seen.master = Master::Stopped;
+    assert_eq!(r.tick(&seen).actions, vec![Action::DropVips], "still not rightful: removed again");
+    seen.now_ms = 3_000;
+    seen.holds_vip = false;
+    assert_eq!(r.tick(&seen).actions, vec![]);
+    seen.now_ms = 8_000;
+    seen.holds_vip = true; // the new keepalived won an election
+    assert!(r.tick(&seen).actions.is_empty(), "a VIP it took itself is rightful");
+}
