@@ -269,7 +269,10 @@ fn takeover_fences_recovers_and_refuses_without_quorum() {
         Duration::from_secs(3) + cias_core::reconcile::MASTER_FENCE_BOUND + Duration::from_millis(1500);
     assert!(mfs_time < bound, "mfsmaster answered {mfs_time:?} after the power-off (bound {bound:?})");
     if let Some(resumed) = resumed {
-        assert!(resumed < Duration::from_secs(15), "the writer stalled {resumed:?}");
+        // The writer's mount comes back a while after the master answers: measured 1-10 s
+        // (19.0 s after the power-off in one run, when its clients had been refused at the
+        // VIP for 6 s while the new master waited for the fence bound).
+        assert!(resumed < Duration::from_secs(25), "the writer stalled {resumed:?}");
     }
     never_ran_twice(&lab, next, 100, 3);
     assert_eq!(mfsmasters(&lab), vec![next], "one mfsmaster, on the new master");
