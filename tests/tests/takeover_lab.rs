@@ -251,8 +251,10 @@ fn takeover_fences_recovers_and_refuses_without_quorum() {
     }));
     let resumed =
         survivors.contains(&n3).then(|| at(explained(&lab, next, || writer_resumes(&lab, n3, before))));
-    let router_time = at(wait_for("the router on the new master", Duration::from_secs(60), || {
-        running_on(&lab, next, 100).as_deref() == Some(next.name().as_str())
+    let router_time = at(explained_by(&lab, &survivors, || {
+        wait_for("the router on the new master", Duration::from_secs(60), || {
+            running_on(&lab, next, 100).as_deref() == Some(next.name().as_str())
+        })
     }));
     eprintln!(
         "  timeline after the power-off (s): {next} holds both VIPs {:.1}; mfsmaster answers {:.1}; writer resumed {}; \
