@@ -307,13 +307,10 @@ fn takeover_fences_recovers_and_refuses_without_quorum() {
         .iter()
         .find(|b| b.contains("recover VM 100"))
         .unwrap_or_else(|| panic!("no takeover mail from {next} with the router's recovery: {bodies:?}"));
-    for expected in [
-        "MooseFS master promoted",
-        "is lost: its VMs wait",
-        "recover VM 100",
-        "done in",
-        "takeover finished after",
-    ] {
+    // "is lost: its VMs wait" shows only when the VMs still had to wait once the VMID map
+    // could be read: after the master's fence bound the mounts sometimes come back later than
+    // the recovery wait (measured: 16.6 s), and the VMs are recovered at once.
+    for expected in ["MooseFS master promoted", "recover VM 100", "done in", "takeover finished after"] {
         assert!(report.contains(expected), "the mail lacks '{expected}':\n{report}");
     }
     if next == n1 {
