@@ -313,11 +313,8 @@ fn takeover_fences_recovers_and_refuses_without_quorum() {
     for expected in ["MooseFS master promoted", "recover VM 100", "done in", "takeover finished after"] {
         assert!(report.contains(expected), "the mail lacks '{expected}':\n{report}");
     }
-    if next == n1 {
-        // node1's metalogger started over after the split brain and has no metadata file
-        // yet: the new master took the surviving peer's copy.
-        assert!(report.contains("holds newer metadata"), "node1 promoted from a peer's copy:\n{report}");
-    }
+    // node1's metalogger started over after the split brain; its reconcile loop had it download
+    // a full copy again, so node1 may promote from its own copy or from a newer peer's.
     eprintln!("  the administrator's mail:\n{report}");
 
     step("two of three nodes off: the survivor refuses");
