@@ -11,7 +11,7 @@
 //! version a copy can really reach is where the unbroken chain of changes from its
 //! metadata file ends, and that is what copies are compared by.
 
-use crate::host::Command;
+use crate::host::{Command, Host, HostError};
 
 /// MooseFS's data directory (masters and metaloggers alike).
 pub const DATA_PATH: &str = "/var/lib/mfs";
@@ -29,6 +29,31 @@ pub fn is_master_file(name: &str) -> bool {
 /// Whether `name` in [`DATA_PATH`] is one of the metalogger's files (`*_ml*`).
 pub fn is_metalogger_file(name: &str) -> bool {
     name.contains("_ml")
+}
+
+/// The names of the files in [`DATA_PATH`] on `host`.
+pub fn data_files(host: &dyn Host) -> Result<Vec<String>, HostError> {
+    let listing = host.run(&Command::query_argv(&["ls", "-1", DATA_PATH]))?.stdout;
+    Ok(listing.lines().map(str::to_string).collect())
+}
+
+/// Moves those of `files` (names in [`DATA_PATH`]) that `which` picks into `dir` on `host`:
+/// copies a promotion must not take for current are set aside, never deleted.
+pub fn move_into(
+    host: &dyn Host,
+    dir: &str,
+    files: &[String],
+    which: fn(&str) -> bool,
+) -> Result<(), HostError> {
+    let paths: Vec<String> = files.iter().filter(|n| which(n)).map(|n| format!("{DATA_PATH}/{n}")).collect();
+    if paths.is_empty() {
+        return Ok(());
+    }
+    host.run(&Command::from_argv(&["mkdir", "-p", dir]))?;
+    let mut mv = vec!["mv", "-t", dir, "--"];
+    mv.extend(paths.iter().map(String::as_str));
+    host.run(&Command::from_argv(&mv))?;
+    Ok(())
 }
 
 /// A read-only command printing what [`parse_newest_version`] reads (`changelog FIRST LAST`

@@ -5,7 +5,8 @@ use std::time::Duration;
 use anyhow::Result;
 use cias_core::host::{holds_address, is_mounted, Command, Host};
 use cias_core::mfs_metadata::{
-    is_master_file, is_metalogger_file, master_state_command, master_state_runs, DATA_PATH,
+    data_files, is_master_file, is_metalogger_file, master_state_command, master_state_runs, move_into,
+    DATA_PATH,
 };
 use cias_core::settings::ClusterSettings;
 
@@ -170,12 +171,6 @@ pub fn rejoined(host: &dyn Host, settings: &ClusterSettings) -> Result<String> {
 /// How many sets of a former master's files are kept.
 const KEEP_SET_ASIDE: usize = 5;
 
-/// The names of the files in MooseFS's data directory.
-fn data_files(host: &dyn Host) -> Result<Vec<String>> {
-    let listing = host.run(&Command::query_argv(&["ls", "-1", DATA_PATH]))?.stdout;
-    Ok(listing.lines().map(str::to_string).collect())
-}
-
 /// Moves this node's own master files into `old-master-<unix time>` in the data directory
 /// (the newest five sets are kept). Once another node is master they are stale, and worse: a
 /// master cut off by a split brain wrote changes the quorate side never saw, numbered like
@@ -194,19 +189,6 @@ fn set_aside_master_files(host: &dyn Host) -> Result<Option<String>> {
         host.run(&Command::from_argv(&["rm", "-rf", "--", &format!("{DATA_PATH}/{old}")]))?;
     }
     Ok(Some(dir))
-}
-
-/// Moves those of `files` (names in the data directory) that `which` picks into `dir`.
-fn move_into(host: &dyn Host, dir: &str, files: &[String], which: fn(&str) -> bool) -> Result<()> {
-    let paths: Vec<String> = files.iter().filter(|n| which(n)).map(|n| format!("{DATA_PATH}/{n}")).collect();
-    if paths.is_empty() {
-        return Ok(());
-    }
-    host.run(&Command::from_argv(&["mkdir", "-p", dir]))?;
-    let mut mv = vec!["mv", "-t", dir, "--"];
-    mv.extend(paths.iter().map(String::as_str));
-    host.run(&Command::from_argv(&mv))?;
-    Ok(())
 }
 
 /// This node may not run an mfsmaster (a BACKUP, a node in FAULT, a node whose keepalived

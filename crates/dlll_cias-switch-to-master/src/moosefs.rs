@@ -11,8 +11,8 @@ use cias_core::clock::boot_ms;
 use cias_core::fence::LastSeen;
 use cias_core::host::{is_mounted, port_open, Command, Host};
 use cias_core::mfs_metadata::{
-    master_runs, master_state_command, master_state_runs, newest_version_command, parse_newest_version,
-    DATA_PATH,
+    data_files, is_metalogger_file, master_runs, master_state_command, master_state_runs, move_into,
+    newest_version_command, parse_newest_version, DATA_PATH,
 };
 use cias_core::paths::HANDOVER_MARK;
 use cias_core::reconcile::MASTER_FENCE_BOUND;
@@ -112,23 +112,7 @@ fn take_newer_copy(ctx: &Ctx, tl: &mut Timeline, survey: &Survey) -> Result<()> 
     // This node's own metalogger files go aside first: left next to the peer's, a changelog
     // of its own could be merged into the chain `mfsmaster -a` replays.
     let aside = format!("{DATA_PATH}/old-metalogger-{}", cias_core::clock::unix_secs());
-    ctx.host.run(&Command::from_argv(&["mkdir", "-p", &aside]))?;
-    ctx.host.run(&Command::from_argv(&[
-        "find",
-        DATA_PATH,
-        "-maxdepth",
-        "1",
-        "-type",
-        "f",
-        "-name",
-        "*_ml*",
-        "-exec",
-        "mv",
-        "-t",
-        &aside,
-        "{}",
-        "+",
-    ]))?;
+    move_into(ctx.host.as_ref(), &aside, &data_files(ctx.host.as_ref())?, is_metalogger_file)?;
     ctx.host.run(&peer.copy_from(&format!("{DATA_PATH}/*_ml*"), &format!("{DATA_PATH}/")))?;
     ctx.host.run(&Command::from_argv(&[
         "find",
