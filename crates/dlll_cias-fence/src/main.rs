@@ -68,10 +68,8 @@ fn demoted() -> Result<()> {
 /// The loop could not start: the journal has it, and the administrator is told once an hour
 /// (systemd starts the loop again every second).
 fn report_start_failure(config: &std::path::Path, error: &anyhow::Error) {
-    let marker = std::path::Path::new(cias_core::paths::STATE_DIR).join("reconcile-start-failure.told");
-    let recently = std::fs::metadata(&marker)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 3600));
+    let marker = format!("{}/reconcile-start-failure.told", cias_core::paths::STATE_DIR);
+    let recently = observe::modified_within(&marker, std::time::Duration::from_secs(3600));
     let Ok(settings) = ClusterSettings::load(config) else { return };
     if recently
         || std::fs::create_dir_all(cias_core::paths::STATE_DIR)

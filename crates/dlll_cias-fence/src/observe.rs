@@ -50,7 +50,8 @@ fn recently_written(file: &str) -> bool {
     modified_within(file, Duration::from_secs(10))
 }
 
-fn modified_within(file: &str, limit: Duration) -> bool {
+/// Whether `file` was written less than `limit` ago (a missing file was not).
+pub fn modified_within(file: &str, limit: Duration) -> bool {
     std::fs::metadata(file).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age < limit))
 }
 
