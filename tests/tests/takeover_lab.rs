@@ -93,8 +93,13 @@ fn takeover_fences_recovers_and_refuses_without_quorum() {
     start_writer(&lab, n3);
     assert_eq!(master(&lab), n1);
     assert_eq!(running_on(&lab, n1, 100).as_deref(), Some("node1"));
-    // The master's VMID map, as its cron job writes it every minute.
-    sh(&lab, n1, "dlll_cias-watch vmids && grep -q '^2101 node2 running' /mnt/mfs/cias/pve_master_vmid.conf");
+    // The master's VMID map, as its cron job writes it every minute. A VM's state reaches the
+    // other nodes with the next status broadcast (pmxcfs's, and the stand-in's every 0.5 s).
+    wait_for("the VMID map to show VM 2101 running on node2", Duration::from_secs(10), || {
+        sh(&lab, n1, "dlll_cias-watch vmids && grep -c '^2101 node2 running' /mnt/mfs/cias/pve_master_vmid.conf || true")
+            .trim()
+            == "1"
+    });
 
     step("two takeover calls at the same moment run once");
     sh(
