@@ -24,6 +24,17 @@ pub fn holders(lab: &Lab, ip: &str) -> Vec<Node> {
     lab.nodes().iter().copied().filter(|&n| holds(lab, n, ip)).collect()
 }
 
+/// Tears the lab down when dropped: at the end of a test that brought up its own lab, passed
+/// or failed.
+#[derive(Debug)]
+pub struct Down;
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = Lab::down();
+    }
+}
+
 /// The one node holding the master VIP (fails when none or several do).
 pub fn master(lab: &Lab) -> Node {
     let h = holders(lab, MASTER_VIP);

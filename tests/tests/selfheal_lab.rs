@@ -18,13 +18,6 @@ use cias_tests::cluster_probe::*;
 use xtask::demo;
 use xtask::lab::{Lab, LabConfig, Node};
 
-struct Down;
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = Lab::down();
-    }
-}
-
 fn step(t0: Instant, what: &str) {
     eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
 }

@@ -8,15 +8,9 @@
 
 use std::time::Instant;
 
+use cias_tests::cluster_probe::Down;
 use xtask::demo::{self, ANSWERS};
 use xtask::lab::{DiskPrep, DiskSpec, Lab, LabConfig, Node};
-
-struct Down;
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = Lab::down();
-    }
-}
 
 fn sh(lab: &Lab, node: Node, script: &str) -> String {
     lab.sh(node, script).unwrap_or_else(|e| panic!("{node}: {script}: {e:#}"))

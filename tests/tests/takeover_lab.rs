@@ -15,13 +15,6 @@ use cias_tests::cluster_probe::*;
 use xtask::demo;
 use xtask::lab::{Lab, LabConfig, Node};
 
-struct Down;
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = Lab::down();
-    }
-}
-
 const VM: u32 = 2101;
 
 /// Scenario 4 from `old` to `to`, checked; returns the measured timeline as a line.

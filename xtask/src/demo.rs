@@ -16,6 +16,8 @@ pub const BINARIES: &[&str] = &[
     "dlll_cias-watch",
     "dlll_cias-backup-zentyal",
     "dlll_cias-vmid-map",
+    "dlll_cias-remove-node",
+    "dlll_cias-escape",
 ];
 /// The router administrator password the demo answers with.
 pub const ROUTER_ADMIN_PASSWORD: &str = "Router-Admin-1";

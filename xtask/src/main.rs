@@ -1,5 +1,7 @@
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
+
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -29,6 +31,11 @@ enum Task {
     },
     /// The multi-node test lab: `cargo xtask lab up`, `status`, `power-off node1`, `down`, ...
     Lab(xtask::lab::cli::LabArgs),
+    /// Benchmarks, built optimized: `cargo xtask bench placement`.
+    Bench {
+        #[arg(value_enum)]
+        target: bench::Target,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +53,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Test { cargo_args } => test(&cargo_args).map(|()| ExitCode::SUCCESS),
         Task::Demo { nodes } => xtask::demo::run(nodes).map(|()| ExitCode::SUCCESS),
         Task::Lab(args) => xtask::lab::cli::run(args),
+        Task::Bench { target } => bench::run(target),
     }
 }
 

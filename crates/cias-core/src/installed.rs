@@ -57,6 +57,14 @@ impl InstalledNode {
         Ok(record)
     }
 
+    /// The priority `node` was installed with, from its record under `management_dir` (the
+    /// copy every node publishes on shared storage is written before setup's last step is
+    /// journaled there, so the journal is not asked); `None` without a readable record.
+    pub fn priority_from(management_dir: &Path, node: &str) -> Option<Priority> {
+        let text = std::fs::read_to_string(management_dir.join("nodes").join(node).join("node.yaml")).ok()?;
+        serde_yaml::from_str::<Self>(&text).ok().map(|r| r.priority)
+    }
+
     /// This node's record in the management directory `/data/cias`.
     pub fn load(node: &str) -> Result<Self, InstalledError> {
         Self::load_from(Path::new(paths::MANAGEMENT_DIR), node)

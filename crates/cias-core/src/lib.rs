@@ -17,6 +17,7 @@
 //! - [`proxmox`]: argv builders and pure parsers for pvecm, pvesh, qm and task output.
 //! - [`notify`]: mail to the administrator.
 //! - [`takeover`]: what a new master does with the VMs, and when it is safe to.
+//! - [`placement`]: which node each VM goes to when VMs must move (escape, removal, takeover).
 //! - [`paths`]: where things live on a node.
 //!
 //! This crate never prints and never exits: it returns typed errors and lets the binaries
@@ -24,21 +25,30 @@
 
 pub mod clock;
 pub mod disks;
+pub mod escape;
+pub mod exit;
 pub mod fence;
 pub mod host;
 pub mod installed;
 pub mod journal;
 pub mod logging;
 pub mod master_watch;
+pub mod members;
 pub mod mfs_metadata;
 pub mod netplan;
+pub mod node_watch;
 pub mod notify;
 pub mod paths;
+pub mod placement;
 pub mod proxmox;
 pub mod reconcile;
+pub mod registry_file;
+#[cfg(test)]
+mod scenario_log;
 pub mod settings;
 pub mod state_file;
 pub mod takeover;
 pub mod templates;
+pub mod vm_recovery;
 pub mod vrrp;
 pub mod watchdog;

@@ -42,15 +42,27 @@ pub enum NotifyError {
 /// with the SMTP password of the installed secrets file, and logs whether it went out: such a
 /// job must go on when mail fails.
 pub fn tell_admin(settings: &ClusterSettings, subject: &str, body: &str) {
+    tell(settings, &settings.admin_email, subject, body);
+}
+
+/// [`tell_admin`], to the administrator and to `also` (an address given for one report).
+pub fn tell_admin_and(settings: &ClusterSettings, also: Option<&str>, subject: &str, body: &str) {
+    tell_admin(settings, subject, body);
+    if let Some(to) = also.filter(|to| *to != settings.admin_email) {
+        tell(settings, to, subject, body);
+    }
+}
+
+fn tell(settings: &ClusterSettings, to: &str, subject: &str, body: &str) {
     let secrets = crate::settings::Secrets::load(
         &std::path::Path::new(crate::paths::MANAGEMENT_DIR).join(crate::paths::SECRETS_FILE),
     )
     .ok();
-    let sent = Mailer::from_settings(settings, secrets.as_ref().and_then(|s| s.smtp_password.as_ref()))
+    let sent = Mailer::new(&settings.smtp, secrets.as_ref().and_then(|s| s.smtp_password.as_ref()), to)
         .and_then(|m| m.send(subject, body));
     match sent {
-        Ok(()) => tracing::info!("mail sent to {}: {subject}", settings.admin_email),
-        Err(e) => tracing::error!("cannot mail {}: {e}", settings.admin_email),
+        Ok(()) => tracing::info!("mail sent to {to}: {subject}"),
+        Err(e) => tracing::error!("cannot mail {to}: {e}"),
     }
 }
 

@@ -5,8 +5,9 @@
 //! The rules:
 //! - the router (VMID 100) comes to the new master: migrated live when it runs on a node of
 //!   the quorate partition, recovered when its node is lost;
-//! - every other VM of a lost node is recovered on the least-loaded live node other than the
-//!   master (the master itself only when it is the last one);
+//! - every other VM of a lost node is recovered on a live node other than the master (the
+//!   master itself only when it is the last one) chosen by [`placement::place`], under the
+//!   memory limit; one that fits nowhere is reported ([`Action::Unplaced`]), not recovered;
 //! - a lost node's VMs are touched only once the node has been outside the quorate partition
 //!   longer than the fence delay plus a margin: by then it has stopped them itself;
 //! - a VM that ran before (the master's VMID map) or is marked `onboot` ends up running.
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::host::Command;
+use crate::placement::{self, Candidate, Guest};
 use crate::proxmox::pvesh::{self, ClusterStatusEntry, VmResource};
 use crate::proxmox::FormatError;
 
@@ -110,6 +112,8 @@ pub enum Action {
     Recover { vmid: u32, from: String, to: String, start: bool },
     /// A VM that should run but does not, on its live node.
     Start { vmid: u32, node: String },
+    /// A lost node's VM that no live node has room for under the memory limit.
+    Unplaced { vmid: u32, from: String },
 }
 
 impl std::fmt::Display for Action {
@@ -127,6 +131,10 @@ impl std::fmt::Display for Action {
                 if *start { " and start it" } else { " (it was not running: left stopped)" }
             ),
             Action::Start { vmid, node } => write!(f, "start VM {vmid} on {node}"),
+            Action::Unplaced { vmid, from } => write!(
+                f,
+                "VM {vmid} of lost node {from}: no node has room for it under the memory limit (placement.max_memory_percent); left where it is"
+            ),
         }
     }
 }
@@ -150,6 +158,8 @@ pub struct Inputs<'a> {
     pub recovery_wait: Duration,
     /// VMIDs that ran before the failure (the master's VMID map) or are marked `onboot`.
     pub should_run: &'a BTreeSet<u32>,
+    /// A node receives recovered VMs only up to this share of its memory (percent).
+    pub memory_limit_percent: u8,
 }
 
 /// Decides what the new master does now; see the module rules.
@@ -157,33 +167,38 @@ pub fn plan(view: &ClusterView, inputs: &Inputs) -> Plan {
     let mut plan = Plan::default();
     let online = view.online();
     let lost = view.lost();
-    // Planned memory per node, so several recoveries spread out.
-    let mut load: BTreeMap<&str, (u64, u64)> =
-        view.nodes.iter().filter(|n| n.online).map(|n| (n.name.as_str(), (n.mem, n.maxmem))).collect();
+    // How much longer a lost node's VMs must wait; `None` once they may be recovered.
+    let wait_left = |node: &str| {
+        let gone = inputs.lost_for.get(node).copied().unwrap_or_default();
+        inputs.recovery_wait.checked_sub(gone).filter(|left| !left.is_zero())
+    };
     let mut vms: Vec<&VmResource> = view.vms.iter().filter(|v| !v.template).collect();
     vms.sort_by_key(|v| (v.vmid != ROUTER_VMID, v.vmid));
+    let recoverable: Vec<&VmResource> = vms
+        .iter()
+        .copied()
+        .filter(|v| lost.contains(v.node.as_str()) && wait_left(&v.node).is_none())
+        .collect();
+    let mut placed = recovery_targets(view, inputs, &recoverable);
     for vm in vms {
         let node = vm.node.as_str();
         let should_run = inputs.should_run.contains(&vm.vmid);
         if lost.contains(node) {
-            let gone = inputs.lost_for.get(node).copied().unwrap_or_default();
-            if gone < inputs.recovery_wait {
-                plan.waiting.insert(node.to_string(), inputs.recovery_wait - gone);
+            if let Some(left) = wait_left(node) {
+                plan.waiting.insert(node.to_string(), left);
                 continue;
             }
             let to = if vm.vmid == ROUTER_VMID {
-                inputs.me.to_string()
+                Some(inputs.me.to_string())
             } else {
-                least_loaded(&load, inputs.me).to_string()
+                placed.remove(&vm.vmid).flatten()
             };
-            if let Some(entry) = load.get_mut(to.as_str()) {
-                entry.0 += vm.maxmem.unwrap_or(0);
-            }
-            plan.actions.push(Action::Recover {
-                vmid: vm.vmid,
-                from: node.to_string(),
-                to,
-                start: should_run || vm.vmid == ROUTER_VMID,
+            let from = node.to_string();
+            plan.actions.push(match to {
+                Some(to) => {
+                    Action::Recover { vmid: vm.vmid, from, to, start: should_run || vm.vmid == ROUTER_VMID }
+                }
+                None => Action::Unplaced { vmid: vm.vmid, from },
             });
         } else if vm.vmid == ROUTER_VMID && node != inputs.me && online.contains(node) {
             plan.actions.push(Action::MigrateHere {
@@ -201,15 +216,33 @@ pub fn plan(view: &ClusterView, inputs: &Inputs) -> Plan {
     plan
 }
 
-/// The live node with the smallest share of its memory in use, not counting `master` unless
-/// it is the only one. Ties go to the node name (as Proxmox's CRS does).
-fn least_loaded<'a>(load: &BTreeMap<&'a str, (u64, u64)>, master: &'a str) -> &'a str {
-    let share = |&(used, max): &(u64, u64)| if max == 0 { f64::MAX } else { used as f64 / max as f64 };
-    load.iter()
-        .filter(|(name, _)| **name != master)
-        .min_by(|a, b| share(a.1).total_cmp(&share(b.1)).then(a.0.cmp(b.0)))
-        .map(|(name, _)| *name)
-        .unwrap_or(master)
+/// Where the recoverable VMs other than the router go: the live nodes other than the master,
+/// or the master when it is the last one (then counting the router it takes first).
+fn recovery_targets(
+    view: &ClusterView,
+    inputs: &Inputs,
+    recoverable: &[&VmResource],
+) -> BTreeMap<u32, Option<String>> {
+    let live = |n: &&NodeState| n.online && n.name != inputs.me;
+    let last_one = !view.nodes.iter().any(|n| live(&n));
+    let router_mem: u64 =
+        recoverable.iter().filter(|v| v.vmid == ROUTER_VMID).map(|v| v.maxmem.unwrap_or(0)).sum();
+    let candidates: Vec<Candidate> = view
+        .nodes
+        .iter()
+        .filter(|n| live(n) || (last_one && n.online && n.name == inputs.me))
+        .map(|n| Candidate {
+            name: n.name.clone(),
+            mem_used: n.mem + if n.name == inputs.me { router_mem } else { 0 },
+            mem_max: n.maxmem,
+        })
+        .collect();
+    let guests: Vec<Guest> = recoverable
+        .iter()
+        .filter(|v| v.vmid != ROUTER_VMID)
+        .map(|v| Guest { vmid: v.vmid, mem: v.maxmem.unwrap_or(0) })
+        .collect();
+    placement::place(&candidates, &guests, inputs.memory_limit_percent).into_iter().collect()
 }
 
 /// One line of the master's VMID map (`/mnt/mfs/cias/pve_master_vmid.conf`).
@@ -294,7 +327,13 @@ mod tests {
     }
 
     fn inputs<'a>(lost_for: &'a BTreeMap<String, Duration>, should_run: &'a BTreeSet<u32>) -> Inputs<'a> {
-        Inputs { me: "node2", lost_for, recovery_wait: Duration::from_secs(15), should_run }
+        Inputs {
+            me: "node2",
+            lost_for,
+            recovery_wait: Duration::from_secs(15),
+            should_run,
+            memory_limit_percent: 90,
+        }
     }
 
     #[test]
@@ -372,6 +411,36 @@ mod tests {
             p.actions,
             vec![Action::Recover { vmid: 1101, from: "node3".into(), to: "node2".into(), start: true }]
         );
+    }
+
+    #[test]
+    fn recovered_vms_spread_by_memory_and_one_that_fits_nowhere_is_reported() {
+        let lost_for = BTreeMap::from([("node1".to_string(), Duration::from_secs(60))]);
+        let run = BTreeSet::from([1101, 1102, 1103]);
+        let v = ClusterView {
+            nodes: vec![
+                node("node1", false, 0),
+                node("node2", true, 0),
+                node("node3", true, 2 << 30),
+                node("node4", true, 4 << 30),
+            ],
+            ..view(vec![
+                vm(1101, "node1", "unknown", 4 << 30),
+                vm(1102, "node1", "unknown", 32 << 30),
+                vm(1103, "node1", "unknown", 12 << 30),
+            ])
+        };
+        // Under 90% of 16 GiB node3 has 12.4 GiB of room, node4 10.4; the master takes none.
+        let p = plan(&v, &inputs(&lost_for, &run));
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::Recover { vmid: 1101, from: "node1".into(), to: "node4".into(), start: true },
+                Action::Unplaced { vmid: 1102, from: "node1".into() },
+                Action::Recover { vmid: 1103, from: "node1".into(), to: "node3".into(), start: true },
+            ]
+        );
+        assert!(p.actions[1].to_string().contains("placement.max_memory_percent"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::answers::{confirm, missing, resolve, Answers, Asking};
 use crate::ctx::Ctx;
 use crate::node::{NodeRecord, PlannedDisk, Role};
-use crate::steps::management::{newest_router_archive, parse_registry};
+use crate::steps::management::newest_router_archive;
 use crate::steps::master_access;
 use crate::{preflight, remote, steps, ui, Cli};
 
@@ -157,6 +157,8 @@ fn new_cluster_settings(
         vrrp: settings::Vrrp::default(),
         moosefs: settings::MooseFs::default(),
         fencing: settings::Fencing::default(),
+        placement: settings::Placement::default(),
+        watch: settings::Watch::default(),
         smtp: settings::Smtp {
             host: a.smtp_host.clone().unwrap_or_else(|| settings::Smtp::default().host),
             port: a.smtp_port.unwrap_or(25),
@@ -306,7 +308,7 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
                 )?;
                 let secrets: Secrets = serde_yaml::from_str(&read(SECRETS_FILE)?)
                     .map_err(|_| anyhow::anyhow!("the master's secrets file is damaged"))?;
-                let registry = parse_registry(&read(paths::REGISTRY_FILE)?)?;
+                let registry = cias_core::registry_file::parse(&read(paths::REGISTRY_FILE)?)?;
                 let mut settings = settings;
                 settings.interfaces.wan = a.wan_interface.clone().unwrap_or(settings.interfaces.wan);
                 let line = scanned.known_hosts_line(&[&vip, paths::MFS_MASTER_HOST]);

@@ -84,15 +84,6 @@ enum Refusal {
     Unfit(String),
 }
 
-/// `host` itself, or in a dry run a recorder in front of it that prints each change.
-fn dry_run_or(dry_run: bool, host: Arc<dyn Host>) -> Arc<dyn Host> {
-    if dry_run {
-        Arc::new(DryRunHost::reading_from(host).with_sink(|h, c| println!("[{h}] $ {c}")))
-    } else {
-        host
-    }
-}
-
 /// Another node of the cluster.
 #[derive(Debug)]
 pub struct Peer {
@@ -126,9 +117,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn view(&self) -> Result<ClusterView> {
-        let [status, nodes, vms] = ClusterView::commands();
-        let out = |c: &Command| -> Result<String> { Ok(self.host.run(c)?.stdout) };
-        Ok(ClusterView::parse(&out(&status)?, &out(&nodes)?, &out(&vms)?)?)
+        Ok(cias_core::members::view(self.host.as_ref())?)
     }
 
     /// Another node of the cluster, reached over SSH at its cluster address.
@@ -137,7 +126,7 @@ impl Ctx {
             .ip(name)
             .with_context(|| format!("pvesh get /cluster/status lists no address for {name}"))?;
         let link = PeerHost::new(name, ip, self.local.clone());
-        Ok(Peer { host: dry_run_or(self.dry_run, Arc::new(link.clone())), link })
+        Ok(Peer { host: DryRunHost::printing_if(self.dry_run, Arc::new(link.clone())), link })
     }
 
     /// Fails with [`LostElection`] once this node does not hold the master VIP (a dry run
@@ -200,7 +189,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     };
     let local: Arc<dyn Host> = Arc::new(LocalHost::new(node.clone()));
     let ctx = Ctx {
-        host: dry_run_or(cli.dry_run, local.clone()),
+        host: DryRunHost::printing_if(cli.dry_run, local.clone()),
         local,
         node: node.clone(),
         settings,

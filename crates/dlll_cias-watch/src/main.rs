@@ -7,8 +7,13 @@
 //! - `master`: on a "never master" node, tells the administrator when the quorate cluster has
 //!   had no master on two looks a minute apart (this node will not take the role; see
 //!   `cias_core::master_watch`).
-//! - `uplink`, `nodes`: not part of this version (they exit 3 and say so).
+//! - `nodes`: the quorate master probes every node (TCP, SSH port) and removes one silent
+//!   for `watch.node_removal_secs` (30 minutes), while a majority answers; the timers live in
+//!   `/mnt/mfs/cias/node-watch.json` (see `cias_core::node_watch`).
+//! - `uplink`: not part of this version (it exits 3 and says so).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod nodes;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -35,7 +40,20 @@ enum Cli {
     Master,
     /// Uplink check (not in this version).
     Uplink,
-    /// Node liveness check of the master (not in this version).
+    /// On the quorate master: check every node and remove the ones silent too long (every 5
+    /// minutes).
+    ///
+    /// Every member of `pvesh get /cluster/status` is probed at once: a node answers when it
+    /// accepts a TCP connection on port 22 (SSH) within 1 s, so a node whose sshd is down counts
+    /// as silent. The administrator is mailed when a node first fails to answer. A node silent
+    /// for `watch.node_removal_secs` in /data/cias/cias.yaml (default 1800, 30 minutes) is
+    /// removed with `dlll_cias-remove-node --yes NODE` at the first check after that, only
+    /// while more than half of the members answer; otherwise nothing is removed and the
+    /// administrator is told why, once. A node that answers again is forgotten.
+    ///
+    /// Since when each node has been silent is kept in /mnt/mfs/cias/node-watch.json (shared,
+    /// so a new master continues the timers); the log is /data/cias/nodes/NODE/watch.log.
+    /// Does nothing, silently, unless this node holds the master VIP and has quorum.
     Nodes,
 }
 
@@ -112,7 +130,10 @@ fn main() -> ExitCode {
         Cli::Master => paths::node_name()
             .context("cannot read this node's host name")
             .and_then(|node| master(&LocalHost::new(node.clone()), &node)),
-        Cli::Uplink | Cli::Nodes => {
+        Cli::Nodes => paths::node_name()
+            .context("cannot read this node's host name")
+            .and_then(|node| nodes::run(&LocalHost::new(node.clone()), &node)),
+        Cli::Uplink => {
             eprintln!("dlll_cias-watch: this check is not part of this version; nothing was done");
             return ExitCode::from(3);
         }
@@ -120,7 +141,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dlll_cias-watch: {e:#}");
+            // Once a job logs to its file, its errors belong there too (cron drops stderr).
+            if tracing::dispatcher::has_been_set() {
+                tracing::error!("{e:#}");
+            } else {
+                eprintln!("dlll_cias-watch: {e:#}");
+            }
             ExitCode::from(2)
         }
     }

@@ -34,6 +34,17 @@ impl DryRunHost {
 
     /// Calls `sink(host, command)` for each recorded command, as it is recorded (the binary
     /// prints it; this library never prints).
+    /// `host` itself, or in a dry run a recorder in front of it that reads through it and
+    /// prints each change as `[node] $ command`.
+    #[allow(clippy::print_stdout)]
+    pub fn printing_if(dry_run: bool, host: Arc<dyn Host>) -> Arc<dyn Host> {
+        if dry_run {
+            Arc::new(Self::reading_from(host).with_sink(|h, c| println!("[{h}] $ {c}")))
+        } else {
+            host
+        }
+    }
+
     pub fn with_sink(mut self, sink: impl Fn(&str, &Command) + Send + Sync + 'static) -> Self {
         self.sink = Some(Box::new(sink));
         self

@@ -5,6 +5,7 @@
 //! behaviour shows as a readable diff.
 
 use super::*;
+use crate::scenario_log::assert_log;
 
 /// A fault or an outside change, at a given second.
 #[derive(Debug, Clone, Copy)]
@@ -166,15 +167,6 @@ fn run(mut world: World, fence_delay_secs: u64, script: &[(u64, Event)], secs: u
         }
     }
     log
-}
-
-fn assert_log(got: &str, expected: &str) {
-    let expected: String = expected
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| format!("{}\n", l.strip_prefix("        ").unwrap_or(l)))
-        .collect();
-    assert_eq!(got, expected, "\n--- got:\n{got}\n--- expected:\n{expected}");
 }
 
 #[test]

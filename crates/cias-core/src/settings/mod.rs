@@ -42,6 +42,10 @@ pub struct ClusterSettings {
     pub uplink: Uplink,
     #[serde(default)]
     pub fencing: Fencing,
+    #[serde(default)]
+    pub placement: Placement,
+    #[serde(default)]
+    pub watch: Watch,
 }
 
 /// The external network (SPEC section 2).
@@ -191,6 +195,44 @@ impl Fencing {
     /// How long a lost node must have been gone before its VMs are recovered elsewhere.
     pub fn recovery_wait(&self) -> std::time::Duration {
         std::time::Duration::from_secs(u64::from(self.delay_secs) + u64::from(self.margin_secs))
+    }
+}
+
+/// Where VMs go when they leave a node (see [`crate::placement`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Placement {
+    /// A node receives VMs only while its memory in use stays at or under this percentage of
+    /// its total (1..100), so it keeps room for its own VMs' growth and the host.
+    pub max_memory_percent: u8,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Self { max_memory_percent: 90 }
+    }
+}
+
+/// The master's node check (`dlll_cias-watch nodes`, SPEC section 4 and scenario 6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Watch {
+    /// A node silent this long, in seconds, is removed from the cluster (default 30 minutes).
+    /// The check runs every 5 minutes, so a removal comes at the first check after the timer;
+    /// a short value (lab tests) still needs two checks that find the node silent.
+    pub node_removal_secs: u32,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Self { node_removal_secs: 1800 }
+    }
+}
+
+impl Watch {
+    /// How long a node must have been silent before it is removed.
+    pub fn node_removal(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.node_removal_secs))
     }
 }
 

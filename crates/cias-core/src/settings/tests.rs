@@ -152,6 +152,26 @@ fn other_fields_are_checked() {
 }
 
 #[test]
+fn the_placement_memory_limit_defaults_to_90_percent_and_is_checked() {
+    assert_eq!(parse(SAMPLE).unwrap().placement.max_memory_percent, 90);
+    let with = |percent: &str| format!("{SAMPLE}placement:\n  max_memory_percent: {percent}\n");
+    assert_eq!(parse(&with("100")).unwrap().placement.max_memory_percent, 100);
+    for bad in ["0", "101"] {
+        let err = error(&with(bad));
+        assert!(err.contains(&format!(":36: placement.max_memory_percent: {bad} must be 1..100")), "{err}");
+    }
+}
+
+#[test]
+fn the_node_removal_timer_defaults_to_30_minutes_and_is_checked() {
+    assert_eq!(parse(SAMPLE).unwrap().watch.node_removal(), std::time::Duration::from_secs(1800));
+    let with = |secs: &str| format!("{SAMPLE}watch:\n  node_removal_secs: {secs}\n");
+    assert_eq!(parse(&with("60")).unwrap().watch.node_removal_secs, 60);
+    let err = error(&with("0"));
+    assert!(err.contains(":36: watch.node_removal_secs: must be at least 1 second"), "{err}");
+}
+
+#[test]
 fn an_unreadable_file_is_named() {
     let err = ClusterSettings::load(Path::new("/nonexistent/cias.yaml")).unwrap_err().to_string();
     assert!(err.starts_with("cannot read /nonexistent/cias.yaml - "), "{err}");

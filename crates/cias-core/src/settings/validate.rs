@@ -158,6 +158,15 @@ pub(super) fn problems(s: &ClusterSettings) -> Vec<Problem> {
             ),
         );
     }
+    if !(1..=100).contains(&s.placement.max_memory_percent) {
+        report(
+            "placement.max_memory_percent",
+            format!("{} must be 1..100 (percent of a node's memory)", s.placement.max_memory_percent),
+        );
+    }
+    if s.watch.node_removal_secs == 0 {
+        report("watch.node_removal_secs", "must be at least 1 second".into());
+    }
     out
 }
 

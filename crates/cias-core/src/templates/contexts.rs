@@ -111,7 +111,8 @@ pub struct CronContext {
     pub router_local_copy: String,
     pub vmid_map_file: String,
     pub uplink_shutdown_mins: u32,
-    pub node_timeout_mins: u32,
+    /// How long a node may be silent before the master removes it, as the cron comment says it.
+    pub node_removal: String,
 }
 
 impl CronContext {
@@ -122,7 +123,7 @@ impl CronContext {
             router_local_copy: "/var/lib/vz/dump/zentyal.tar.vma".to_string(),
             vmid_map_file: format!("{}/pve_master_vmid.conf", paths::SHARED_MANAGEMENT_DIR),
             uplink_shutdown_mins: settings.uplink.shutdown_after_mins,
-            node_timeout_mins: 30,
+            node_removal: crate::node_watch::span(settings.watch.node_removal()),
         }
     }
 }

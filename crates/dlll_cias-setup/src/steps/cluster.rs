@@ -48,9 +48,10 @@ pub fn cluster(ctx: &mut Ctx) -> Result<()> {
                     .find(|n| n.node == name)
                     .and_then(|n| n.ssl_fingerprint.clone())
                     .with_context(|| format!("the master ({name}) reports no certificate fingerprint"))?;
-            let registry = crate::steps::management::parse_registry(
-                &crate::steps::master_access::master_query(ctx, &["cat", "/mnt/mfs/cias/registry.yaml"])?,
-            )?;
+            let registry = cias_core::registry_file::parse(&crate::steps::master_access::master_query(
+                ctx,
+                &["cat", "/mnt/mfs/cias/registry.yaml"],
+            )?)?;
             let master_ip = registry
                 .by_node_name(&name)
                 .map(|e| e.ip.to_string())

@@ -3,9 +3,10 @@
 //! copy the cluster shares (a new node reads it from the master).
 
 use anyhow::{bail, Context, Result};
-use cias_core::host::{address_owner, swap_file, Command, Host};
+use cias_core::host::{address_owner, Command, Host};
 use cias_core::netplan::{NodeKind, Registry};
 use cias_core::paths::{MANAGEMENT_DIR, REGISTRY_FILE, SECRETS_FILE, SETTINGS_FILE, SHARED_MANAGEMENT_DIR};
+use cias_core::registry_file;
 use cias_core::settings::Secret;
 
 use crate::ctx::Ctx;
@@ -45,14 +46,6 @@ pub fn newest_router_archive(host: &dyn Host) -> Result<Option<String>> {
     Ok(files.last().map(|(_, p)| p.to_string()))
 }
 
-/// Reads the registry text (empty when the file does not exist yet).
-pub fn parse_registry(text: &str) -> Result<Registry> {
-    if text.trim().is_empty() {
-        return Ok(Registry::default());
-    }
-    serde_yaml::from_str(text).context("the address registry is damaged")
-}
-
 /// Claims this node's address in `registry` and records it in the node record.
 fn claim(ctx: &mut Ctx, registry: &mut Registry) -> Result<()> {
     let entry = registry.claim_for_node(
@@ -67,9 +60,6 @@ fn claim(ctx: &mut Ctx, registry: &mut Registry) -> Result<()> {
     Ok(())
 }
 
-/// How often a claim is made again when other installers changed the registry meanwhile.
-const CLAIM_ATTEMPTS: usize = 10;
-
 /// Claims this node's address: from the local registry on the first node, from the shared one
 /// on the master when extending; an address another device answers for is refused before
 /// anything is written. Returns the registry as saved.
@@ -81,42 +71,10 @@ fn claim_address(ctx: &mut Ctx) -> Result<String> {
         }
     };
     let first = ctx.node.role == Role::First;
-    claim_in(host.as_ref(), &path, first, |registry| {
+    registry_file::update(host.as_ref(), &path, first, |registry| {
         claim(ctx, registry)?;
         refuse_duplicate(ctx)
     })
-}
-
-/// Reads the registry `path` on `host`, lets `claim` change it and saves it, so that installers
-/// claiming at once never get one address: the file is replaced only if it still holds what the
-/// claim was computed from (compared and renamed under a lock of its directory on `host`,
-/// [`swap_file`]); a loser reads it again and claims anew. Nothing waits on a lock a dead
-/// installer left: the lock lives as long as one short command. Only a first node may start
-/// a registry (`may_create`); an extension needs the cluster's.
-fn claim_in(
-    host: &dyn Host,
-    path: &str,
-    may_create: bool,
-    mut claim: impl FnMut(&mut Registry) -> Result<()>,
-) -> Result<String> {
-    for _ in 0..CLAIM_ATTEMPTS {
-        let read = if may_create && !host.execute(&Command::query_argv(&["test", "-f", path]))?.success() {
-            String::new()
-        } else {
-            host.run(&Command::query_argv(&["cat", path]))?.stdout
-        };
-        let mut registry = parse_registry(&read)?;
-        claim(&mut registry)?;
-        let text = serde_yaml::to_string(&registry)?;
-        if swap_file(host, path, &read, &text, "0644")? {
-            return Ok(text);
-        }
-        tracing::info!(
-            "{path} on {} changed since it was read (another installer): claiming again",
-            host.name()
-        );
-    }
-    bail!("{path} on {} kept changing under {CLAIM_ATTEMPTS} claims; run dlll_cias-setup again", host.name())
 }
 
 /// Fails when another device already answers for the claimed address on the network this node
@@ -184,61 +142,4 @@ pub fn publish_node_dir(ctx: &Ctx) -> Result<()> {
     ctx.run(&["install", "-d", "-m", "0700", &target])?;
     ctx.run(&["cp", "-a", &node_dir(&ctx.node.name).display().to_string(), &target])?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use cias_core::host::LocalHost;
-
-    use super::*;
-
-    /// What `claim` does for node `name` (without the network probe, which takes its time too).
-    fn claim_as(name: &str) -> impl FnMut(&mut Registry) -> Result<()> + '_ {
-        move |registry| {
-            registry.claim_for_node(name, NodeKind::Pve, "master-rack", "b", "lab.example")?;
-            std::thread::sleep(Duration::from_millis(300));
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn installers_claiming_at_once_get_different_addresses() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("registry.yaml");
-        let path = path.to_str().unwrap();
-        let host = LocalHost::new("master");
-        claim_in(&host, path, true, claim_as("node1")).unwrap();
-        let names = ["node2", "node3", "node4"];
-        std::thread::scope(|s| {
-            for name in names {
-                let host = &host;
-                s.spawn(move || claim_in(host, path, false, claim_as(name)).unwrap());
-            }
-        });
-        let registry = parse_registry(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let mut ips: Vec<String> = registry.entries.iter().map(|e| e.ip.to_string()).collect();
-        assert_eq!(ips.len(), 4, "{registry:?}");
-        ips.sort();
-        assert_eq!(ips, ["10.254.0.1", "10.254.1.1", "10.254.1.2", "10.254.1.3"]);
-        for name in names {
-            assert!(registry.by_node_name(name).is_some(), "{name} lost its claim: {registry:?}");
-        }
-    }
-
-    #[test]
-    fn an_extension_needs_the_clusters_registry_and_a_failed_claim_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("registry.yaml");
-        let path = path.to_str().unwrap();
-        let host = LocalHost::new("master");
-        let err = claim_in(&host, path, false, claim_as("node2")).unwrap_err();
-        assert!(format!("{err:#}").contains("cat"), "{err:#}");
-        claim_in(&host, path, true, claim_as("node1")).unwrap();
-        let before = std::fs::read_to_string(path).unwrap();
-        let err = claim_in(&host, path, false, |_| bail!("address in use")).unwrap_err();
-        assert_eq!(err.to_string(), "address in use");
-        assert_eq!(std::fs::read_to_string(path).unwrap(), before);
-    }
 }

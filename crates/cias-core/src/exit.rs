@@ -1,0 +1,71 @@
+//! The exit statuses the scenario commands share: 0 done, 1 a step failed (a re-run
+//! continues), 2 bad input or not installed, 3 refused (nothing was changed, and why).
+
+use crate::installed::InstalledError;
+use crate::settings::SettingsError;
+
+/// Printed in every command's `--help`.
+pub const HELP: &str = "Exit status: 0 done (or nothing left to do), 1 a step failed (a re-run continues), \
+                        2 bad input or not installed, 3 refused (nothing was changed; the message says why).";
+
+/// A refusal: the command changed nothing, and says why (exit 3).
+#[derive(Debug, thiserror::Error)]
+#[error("refused: {0}")]
+pub struct Refused(pub String);
+
+/// Input the command cannot work with (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// The exit status for `error` or anything in its chain of causes.
+pub fn code(error: &(dyn std::error::Error + 'static)) -> u8 {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<Refused>() {
+            return 3;
+        }
+        if e.is::<BadInput>() || e.is::<SettingsError>() || e.is::<InstalledError>() {
+            return 2;
+        }
+        cause = e.source();
+    }
+    1
+}
+
+/// Ends a command: a failure is printed once, with its causes (`{:#}`), logged when it is a
+/// failed step, and turned into its exit status.
+#[allow(clippy::print_stderr)]
+pub fn finish<E>(command: &str, result: Result<std::process::ExitCode, E>) -> std::process::ExitCode
+where
+    E: std::ops::Deref<Target = dyn std::error::Error + Send + Sync + 'static> + std::fmt::Display,
+{
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{command}: {e:#}");
+            let status = code(&*e);
+            if status == 1 {
+                tracing::error!("{e:#}");
+            }
+            std::process::ExitCode::from(status)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("while removing: {0}")]
+    struct Wrapper(#[source] Refused);
+
+    #[test]
+    fn codes_follow_the_cause_chain() {
+        assert_eq!(code(&Refused("no quorum".into())), 3);
+        assert_eq!(code(&Wrapper(Refused("no quorum".into()))), 3);
+        assert_eq!(code(&BadInput("no such node".into())), 2);
+        assert_eq!(code(&std::io::Error::other("disk full")), 1);
+    }
+}
