@@ -260,4 +260,27 @@ mod tests {
         assert_eq!(lines(&plan), ["VM 2102 (vm2102, 4096 MiB) -> n1 (live)"]);
         assert_eq!(plan.unplaced, [2101], "40 + 16 GiB is over 75% of 64 GiB");
     }
+
+    #[test]
+    fn disks_of_a_chunkserver_as_mfscli_lists_them() {
+        // mfscli 3.0.117 -n -p -s ';' -SHD, measured in the lab while node4's disks drained.
+        let shd = "disks:;10.254.0.1:9422:/data/loop0/;27;no errors;ok;5781141141;224947238;232;3805;0;235;392;0;286613504;4126900224\n\
+                   disks:;10.254.1.3:9422:/data/loop6/;1;no errors;marked for removal (not ready);0;1105534;0;166;0;0;55;0;269524992;4126900224\n\
+                   disks:;10.254.1.3:9422:/data/loop7/;0;no errors;marked for removal (ready);0;1523972;0;86;0;0;57;0;269524992;4126900224\n";
+        let disks = disks_of(shd, "10.254.1.3");
+        assert_eq!(
+            disks,
+            [
+                Disk {
+                    path: "/data/loop6/".into(),
+                    chunks: 1,
+                    status: "marked for removal (not ready)".into()
+                },
+                Disk { path: "/data/loop7/".into(), chunks: 0, status: "marked for removal (ready)".into() },
+            ]
+        );
+        assert_eq!(disks.iter().map(Disk::ready).collect::<Vec<_>>(), [false, true]);
+        assert!(disks_of(shd, "10.254.1.30").is_empty(), "10.254.1.3 is not 10.254.1.30");
+        assert_eq!(disks_of(shd, "10.254.0.1").len(), 1);
+    }
 }

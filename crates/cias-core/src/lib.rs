@@ -23,6 +23,7 @@
 //! This crate never prints and never exits: it returns typed errors and lets the binaries
 //! decide how to tell the administrator.
 
+pub mod chunkservers;
 pub mod clock;
 pub mod disks;
 pub mod escape;

@@ -62,7 +62,11 @@ pub fn drain(ctx: &mut Ctx) -> Result<()> {
         bar.set_message(if disks.is_empty() {
             format!("waiting for the MooseFS master to list the disks of {}", ctx.ip)
         } else {
-            format!("MooseFS copies the chunks of {} elsewhere", waiting.join(", "))
+            format!(
+                "MooseFS copies the chunks of {} elsewhere (at its own pace: its chunk loop looks at each chunk \
+                 once per CHUNKS_LOOP_MIN_TIME, 300 s by default)",
+                waiting.join(", ")
+            )
         });
         if started.elapsed() > LIMIT {
             bail!(

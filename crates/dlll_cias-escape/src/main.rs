@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use cias_core::chunkservers;
 use cias_core::escape::{self, Inputs, Plan};
 use cias_core::exit::{self, BadInput, Refused};
 use cias_core::host::{holds_address, Command, DryRunHost, Host, LocalHost};
@@ -123,9 +124,9 @@ impl Ctx {
             .nodes
             .iter()
             .filter_map(|n| {
-                let record =
-                    InstalledNode::load_from(Path::new(paths::SHARED_MANAGEMENT_DIR), &n.name).ok()?;
-                Some((n.name.clone(), record.priority.value()))
+                let priority =
+                    InstalledNode::priority_from(Path::new(paths::SHARED_MANAGEMENT_DIR), &n.name)?;
+                Some((n.name.clone(), priority.value()))
             })
             .collect();
         let inputs = Inputs {
@@ -294,7 +295,9 @@ fn hand_over(ctx: &mut Ctx, view: &ClusterView, to: &str) -> Result<()> {
 }
 
 /// This node stops taking part: the loop first (it disarms the watchdog as it stops), then
-/// keepalived, MooseFS and the cron jobs; its mount last, once nothing here writes to it.
+/// keepalived, MooseFS (its chunkserver also leaves the master's list, or the master would
+/// copy no endangered chunk while it is listed) and the cron jobs; its mount last, once
+/// nothing here writes to it.
 fn stop_services(ctx: &mut Ctx) -> Result<()> {
     ctx.host.run(&Command::from_argv(&[
         "systemctl",
@@ -305,6 +308,9 @@ fn stop_services(ctx: &mut Ctx) -> Result<()> {
         "moosefs-chunkserver.service",
         "moosefs-metalogger.service",
     ]))?;
+    if !ctx.dry_run && !chunkservers::remove(ctx.local.as_ref(), &ctx.ip, Duration::from_secs(60))? {
+        bail!("the MooseFS master still lists this node's chunkserver as active; run dlll_cias-escape again");
+    }
     ctx.host.run(&Command::from_argv(&["rm", "-f", "/etc/cron.d/dlll-cias"]))?;
     ctx.host.run(&Command::from_argv(&["systemctl", "stop", paths::MFS_MOUNT_UNIT]))?;
     ctx.note("keepalived, the reconcile loop, MooseFS and the cron jobs stopped here".into());

@@ -11,8 +11,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use cias_core::chunkservers;
 use cias_core::clock::boot_ms;
 use cias_core::exit::{self, BadInput, Refused};
 use cias_core::fence::LastSeen;
@@ -153,7 +155,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 finish(&ctx, cli, false);
                 return Ok(ExitCode::FAILURE);
             }
-            delete_from_cluster(&mut ctx, node)?;
+            delete_from_cluster(&mut ctx, node, view.ip(node).map(str::to_string))?;
             retire(&mut ctx, node)?;
             ExitCode::SUCCESS
         }
@@ -185,12 +187,19 @@ fn escape_on(ctx: &Ctx, view: &ClusterView, cli: &Cli) -> Result<ExitCode> {
     let out = host.execute(&Command::from_argv(&argv).timeout(std::time::Duration::from_secs(4 * 3600)))?;
     if out.code == Some(127) {
         return Err(Refused(format!(
-            "{node} answers, so it must leave by itself (its VMs moved live, its disks drained), but              dlll_cias-escape is not installed there; nothing was changed. Power it off first to remove it as a dead node"
+            "{node} answers, so it must leave by itself (its VMs moved live, its disks drained), but \
+             dlll_cias-escape is not installed there; nothing was changed. Power it off first to remove it as a dead node"
         ))
         .into());
     }
     print!("{}", out.stdout);
     eprint!("{}", out.stderr);
+    // The escape ends by powering its node off, which cuts this session: what counts is
+    // whether the node has left the cluster.
+    if !cli.dry_run && !members::view(ctx.local.as_ref())?.nodes.iter().any(|n| n.name == node) {
+        println!("{node} has left the cluster");
+        return Ok(ExitCode::SUCCESS);
+    }
     Ok(ExitCode::from(out.code.and_then(|c| u8::try_from(c).ok()).unwrap_or(1)))
 }
 
@@ -276,9 +285,16 @@ fn recover_vms(ctx: &mut Ctx, view: &ClusterView, node: &str, gone: std::time::D
 
 /// `pvecm delnode` (lowers the expected votes), then the node's directory in /etc/pve, which
 /// Proxmox leaves behind; it holds no VM config any more.
-fn delete_from_cluster(ctx: &mut Ctx, node: &str) -> Result<()> {
+fn delete_from_cluster(ctx: &mut Ctx, node: &str, ip: Option<String>) -> Result<()> {
     ctx.host.run(&Command::from_argv(&["pvecm", "delnode", node]))?;
     ctx.note(format!("{node} deleted from the Proxmox cluster (pvecm delnode)"));
+    // Its chunkserver leaves the MooseFS master's list, so the master copies its chunks now
+    // rather than waiting for it to come back.
+    if let Some(ip) = ip {
+        if !ctx.cli_dry_run && chunkservers::remove(ctx.local.as_ref(), &ip, Duration::from_secs(5))? {
+            ctx.note(format!("its MooseFS chunkserver {ip} taken off the master's list"));
+        }
+    }
     let dir = format!("/etc/pve/nodes/{node}");
     let left =
         ctx.host.execute(&Command::query_argv(&["find", &dir, "-name", "*.conf", "-path", "*-server/*"]))?;

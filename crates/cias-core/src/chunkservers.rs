@@ -1,0 +1,73 @@
+//! The MooseFS master's list of chunkservers. A chunkserver that stops stays on it as
+//! "disconnected" (in temporary maintenance when it stopped cleanly), and while it does the
+//! master copies no endangered chunk anywhere (measured: 42 chunks stayed at one copy for 10
+//! minutes after a node's escape stopped its chunkserver; replication began the moment it was
+//! removed from the list). A node that leaves for good is therefore taken off the list, as the
+//! MooseFS web UI's "remove" does (`mfscli -CRC/IP/PORT`).
+
+use std::time::{Duration, Instant};
+
+use crate::host::{Command, Host, HostError};
+use crate::paths;
+
+/// The chunkserver port of every node.
+pub const PORT: u16 = 9422;
+
+/// What the master answered to a removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Not on the list (never was, or removed before).
+    NotListed,
+    /// Still connected: it has not stopped yet.
+    StillActive,
+}
+
+/// `mfscli -CRC` always exits 0; its one line says what happened (mfscli 3.0.117).
+pub fn parse_removal(stdout: &str) -> Option<Removal> {
+    if stdout.contains("has been removed") {
+        Some(Removal::Removed)
+    } else if stdout.contains("hasn't been found") {
+        Some(Removal::NotListed)
+    } else if stdout.contains("still active") {
+        Some(Removal::StillActive)
+    } else {
+        None
+    }
+}
+
+/// Takes the chunkserver of `ip` off the master's list, waiting up to `limit` for it to be
+/// disconnected. `Ok(false)` when it was still active at the end, or the answer was unknown.
+pub fn remove(host: &dyn Host, ip: &str, limit: Duration) -> Result<bool, HostError> {
+    let argv = ["mfscli", "-H", paths::MFS_MASTER_HOST, &format!("-CRC/{ip}/{PORT}")];
+    let started = Instant::now();
+    loop {
+        let out = host.run(&Command::from_argv(&argv))?;
+        match parse_removal(&out.stdout) {
+            Some(Removal::Removed | Removal::NotListed) => return Ok(true),
+            Some(Removal::StillActive) if started.elapsed() < limit => {
+                std::thread::sleep(Duration::from_secs(1))
+            }
+            _ => return Ok(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_masters_answers_as_measured() {
+        assert_eq!(parse_removal("Chunkserver 10.254.1.3/9422 has been removed\n"), Some(Removal::Removed));
+        assert_eq!(
+            parse_removal("Chunkserver 10.254.9.9/9422 hasn't been found\n"),
+            Some(Removal::NotListed)
+        );
+        assert_eq!(
+            parse_removal("Chunkserver 10.254.1.1/9422 can't be removed because is still active\n"),
+            Some(Removal::StillActive)
+        );
+        assert_eq!(parse_removal("can't connect to master\n"), None);
+    }
+}
