@@ -35,6 +35,32 @@ impl Drop for Down {
     }
 }
 
+/// A fresh lab of `nodes` nodes with the cluster installed by dlll_cias-setup (node1 first, the
+/// others extending), and the guard that tears it down.
+pub fn installed_lab(nodes: u8) -> (Lab, Down) {
+    let lab = Lab::up(&xtask::lab::LabConfig { nodes, ..Default::default() }).unwrap();
+    let down = Down;
+    xtask::demo::install_cluster(&lab).unwrap();
+    (lab, down)
+}
+
+/// Prints a test's phases with the time since it started: `[  12.3s] what`.
+pub fn stepper() -> impl Fn(&str) {
+    let t0 = Instant::now();
+    move |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64())
+}
+
+/// The cluster's configured members, online or not, as `pvesh get /cluster/status` lists them.
+pub fn members(lab: &Lab, seen_from: Node) -> Vec<String> {
+    let json = sh(lab, seen_from, "pvesh get /cluster/status --output-format json");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    entries
+        .iter()
+        .filter(|e| e["type"] == "node")
+        .filter_map(|e| e["name"].as_str().map(String::from))
+        .collect()
+}
+
 /// The one node holding the master VIP (fails when none or several do).
 pub fn master(lab: &Lab) -> Node {
     let h = holders(lab, MASTER_VIP);

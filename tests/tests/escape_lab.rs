@@ -9,22 +9,10 @@
 use std::time::{Duration, Instant};
 
 use cias_tests::cluster_probe::*;
-use xtask::demo;
-use xtask::lab::{Lab, LabConfig, Node};
+use xtask::lab::{Lab, Node};
 
 /// node4's VMs, of different sizes (MiB).
 const VMS: [(u32, u32); 4] = [(4101, 3072), (4102, 2048), (4103, 1024), (4104, 512)];
-
-/// The cluster's configured members, online or not.
-fn members(lab: &Lab, seen_from: Node) -> Vec<String> {
-    let json = sh(lab, seen_from, "pvesh get /cluster/status --output-format json");
-    let entries: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
-    entries
-        .iter()
-        .filter(|e| e["type"] == "node")
-        .filter_map(|e| e["name"].as_str().map(String::from))
-        .collect()
-}
 
 /// Runs the escape on `node`, which powers off at its end, and prints its output and time.
 fn escape(lab: &Lab, node: Node) {
@@ -50,12 +38,9 @@ fn undergoal(lab: &Lab, node: Node) -> String {
 
 #[test]
 fn a_node_and_then_the_master_leave_without_losing_anything() {
-    let t0 = Instant::now();
-    let step = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
-    let lab = Lab::up(&LabConfig { nodes: 4, ..LabConfig::default() }).unwrap();
-    let _down = Down;
+    let step = stepper();
+    let (lab, _down) = installed_lab(4);
     let [n1, n2, n3, n4] = [1, 2, 3, 4].map(|i| Node::new(i).unwrap());
-    demo::install_cluster(&lab).unwrap();
     assert_eq!(master(&lab), n1);
     // A shortened timer: the MooseFS master looks at each chunk once per chunk loop, 300 s by
     // default, 60 s at least (mfsmaster raises anything lower); a disk reads ready for removal

@@ -15,8 +15,7 @@
 use std::time::{Duration, Instant};
 
 use cias_tests::cluster_probe::*;
-use xtask::demo;
-use xtask::lab::{Lab, LabConfig, Node};
+use xtask::lab::{Lab, Node};
 
 fn step(t0: Instant, what: &str) {
     eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
@@ -84,10 +83,8 @@ fn other_than(lab: &Lab, not: &[Node]) -> Node {
 #[test]
 fn partial_failures_heal_without_two_masters() {
     let t0 = Instant::now();
-    let lab = Lab::up(&LabConfig::default()).unwrap();
-    let _down = Down;
+    let (lab, _down) = installed_lab(3);
     let writer = Node::new(3).unwrap();
-    demo::install_cluster(&lab).unwrap();
     start_writer(&lab, writer);
     let mut figures = vec![];
 

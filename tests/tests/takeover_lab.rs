@@ -12,8 +12,7 @@
 use std::time::{Duration, Instant};
 
 use cias_tests::cluster_probe::*;
-use xtask::demo;
-use xtask::lab::{Lab, LabConfig, Node};
+use xtask::lab::{Lab, Node};
 
 const VM: u32 = 2101;
 
@@ -71,12 +70,9 @@ fn manual_switch(lab: &Lab, to: Node, old: Node) -> String {
 
 #[test]
 fn takeover_fences_recovers_and_refuses_without_quorum() {
-    let t0 = Instant::now();
-    let step = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
-    let lab = Lab::up(&LabConfig::default()).unwrap();
-    let _down = Down;
+    let step = stepper();
+    let (lab, _down) = installed_lab(3);
     let (n1, n2, n3) = (Node::new(1).unwrap(), Node::new(2).unwrap(), Node::new(3).unwrap());
-    demo::install_cluster(&lab).unwrap();
     step("installed; a VM on node2, the writer on node3");
     sh(
         &lab,
