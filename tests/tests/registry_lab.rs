@@ -14,7 +14,7 @@ use xtask::demo;
 use xtask::lab::{Lab, Node};
 
 const REGISTRY: &str = "/mnt/mfs/cias/registry.yaml";
-const RETRY: &str = "changed since it was read (another installer): claiming again";
+const RETRY: &str = "changed since it was read (another writer): changing it again";
 
 fn sh(lab: &Lab, node: Node, script: &str) -> String {
     lab.sh(node, script).unwrap_or_else(|e| panic!("{node}: {script}: {e:#}"))

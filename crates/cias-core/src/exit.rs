@@ -4,10 +4,6 @@
 use crate::installed::InstalledError;
 use crate::settings::SettingsError;
 
-/// Printed in every command's `--help`.
-pub const HELP: &str = "Exit status: 0 done (or nothing left to do), 1 a step failed (a re-run continues), \
-                        2 bad input or not installed, 3 refused (nothing was changed; the message says why).";
-
 /// A refusal: the command changed nothing, and says why (exit 3).
 #[derive(Debug, thiserror::Error)]
 #[error("refused: {0}")]
