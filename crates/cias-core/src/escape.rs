@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::placement::{self, Candidate, Guest};
+use crate::placement::{self, Guest};
 use crate::takeover::{ClusterView, ROUTER_VMID};
 
 /// One VM to move.
@@ -96,16 +96,7 @@ pub fn plan(view: &ClusterView, inputs: &Inputs) -> Result<Plan, Refusal> {
         None
     };
     let master = handover_to.as_deref().or(inputs.master.filter(|m| *m != inputs.me));
-    let mut candidates: Vec<&str> = others.iter().copied().filter(|n| Some(*n) != master).collect();
-    if candidates.is_empty() {
-        candidates = others.clone();
-    }
-    let candidates: Vec<Candidate> = view
-        .nodes
-        .iter()
-        .filter(|n| candidates.contains(&n.name.as_str()))
-        .map(|n| Candidate { name: n.name.clone(), mem_used: n.mem, mem_max: n.maxmem })
-        .collect();
+    let candidates = view.placement_candidates(master, Some(inputs.me));
     let mine: Vec<_> = view.vms.iter().filter(|v| v.node == inputs.me && v.vmid != ROUTER_VMID).collect();
     let guests: Vec<Guest> =
         mine.iter().map(|v| Guest { vmid: v.vmid, mem: v.maxmem.unwrap_or(0) }).collect();

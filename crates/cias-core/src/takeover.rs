@@ -93,6 +93,18 @@ impl ClusterView {
         self.nodes.iter().filter(|n| !n.online).map(|n| n.name.as_str()).collect()
     }
 
+    /// The online nodes VMs may be placed on, with their memory: all but `leaving` and the
+    /// `master`, or the master too when no other node is left.
+    pub fn placement_candidates(&self, master: Option<&str>, leaving: Option<&str>) -> Vec<Candidate> {
+        let usable = |n: &NodeState| n.online && Some(n.name.as_str()) != leaving;
+        let others = self.nodes.iter().any(|n| usable(n) && Some(n.name.as_str()) != master);
+        self.nodes
+            .iter()
+            .filter(|n| usable(n) && (!others || Some(n.name.as_str()) != master))
+            .map(|n| Candidate { name: n.name.clone(), mem_used: n.mem, mem_max: n.maxmem })
+            .collect()
+    }
+
     /// The cluster address of `node`, if the view has it.
     pub fn ip(&self, node: &str) -> Option<&str> {
         self.nodes.iter().find(|n| n.name == node).and_then(|n| n.ip.as_deref())
@@ -223,20 +235,12 @@ fn recovery_targets(
     inputs: &Inputs,
     recoverable: &[&VmResource],
 ) -> BTreeMap<u32, Option<String>> {
-    let live = |n: &&NodeState| n.online && n.name != inputs.me;
-    let last_one = !view.nodes.iter().any(|n| live(&n));
     let router_mem: u64 =
         recoverable.iter().filter(|v| v.vmid == ROUTER_VMID).map(|v| v.maxmem.unwrap_or(0)).sum();
-    let candidates: Vec<Candidate> = view
-        .nodes
-        .iter()
-        .filter(|n| live(n) || (last_one && n.online && n.name == inputs.me))
-        .map(|n| Candidate {
-            name: n.name.clone(),
-            mem_used: n.mem + if n.name == inputs.me { router_mem } else { 0 },
-            mem_max: n.maxmem,
-        })
-        .collect();
+    let mut candidates = view.placement_candidates(Some(inputs.me), None);
+    for c in candidates.iter_mut().filter(|c| c.name == inputs.me) {
+        c.mem_used += router_mem;
+    }
     let guests: Vec<Guest> = recoverable
         .iter()
         .filter(|v| v.vmid != ROUTER_VMID)
