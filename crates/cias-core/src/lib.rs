@@ -50,6 +50,7 @@ pub mod settings;
 pub mod state_file;
 pub mod takeover;
 pub mod templates;
+pub mod timeline;
 pub mod vm_recovery;
 pub mod vrrp;
 pub mod watchdog;

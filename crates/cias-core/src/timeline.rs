@@ -1,5 +1,6 @@
-//! The takeover's timeline: each step with the time it started (since the takeover began)
-//! and how long it took, logged as it happens and mailed to the administrator at the end.
+//! A scenario's timeline (takeover, escape, removal): each event and step with the time it
+//! started (since the command began) and how long it took, logged as it happens and mailed to
+//! the administrator at the end.
 
 use std::fmt::Write;
 use std::time::{Duration, Instant};
@@ -8,6 +9,12 @@ use std::time::{Duration, Instant};
 pub struct Timeline {
     start: Instant,
     lines: Vec<String>,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Timeline {
@@ -27,11 +34,11 @@ impl Timeline {
     }
 
     /// Runs one step and records when it started, how long it took and how it ended.
-    pub fn step<T>(
+    pub fn step<T, E: std::fmt::Display>(
         &mut self,
         title: &str,
-        work: impl FnOnce(&mut Self) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
+        work: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
         let at = self.elapsed();
         let result = work(self);
         let took = self.elapsed() - at;

@@ -35,7 +35,7 @@ pub fn drain(ctx: &mut Ctx) -> Result<()> {
     let running = Command::query_argv(&["systemctl", "is-active", "--quiet", "moosefs-chunkserver.service"]);
     if !ctx.local.execute(&running)?.success() {
         // Stopped only after its disks were drained (a re-run), or never installed here.
-        ctx.note("MooseFS chunkserver not running here: no disk to drain".into());
+        ctx.tl.note("MooseFS chunkserver not running here: no disk to drain");
         return Ok(());
     }
     // Lines naming a disk start with '/'; marked ones already start with '*'.
@@ -78,7 +78,7 @@ pub fn drain(ctx: &mut Ctx) -> Result<()> {
         std::thread::sleep(Duration::from_secs(2));
     }
     bar.finish_and_clear();
-    ctx.note(format!(
+    ctx.tl.note(&format!(
         "MooseFS disks drained in {:.0}s: every chunk has its copies on other nodes",
         started.elapsed().as_secs_f64()
     ));

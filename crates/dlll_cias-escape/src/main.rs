@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use cias_core::chunkservers;
 use cias_core::escape::{self, Inputs, Plan};
-use cias_core::exit::{self, BadInput, Refused};
+use cias_core::exit::{self, Refused};
 use cias_core::host::{holds_address, Command, DryRunHost, Host, LocalHost};
 use cias_core::installed::InstalledNode;
 use cias_core::journal::{JournalError, RunLock};
@@ -30,6 +30,7 @@ use cias_core::paths;
 use cias_core::registry_file;
 use cias_core::settings::ClusterSettings;
 use cias_core::takeover::{ClusterView, ROUTER_VMID};
+use cias_core::timeline::Timeline;
 use clap::Parser;
 
 /// Take this node out of the DLLL-CIAS cluster for good.
@@ -93,20 +94,13 @@ pub struct Ctx {
     pub ip: String,
     settings: ClusterSettings,
     pub dry_run: bool,
-    report: Vec<String>,
-    started: Instant,
+    /// What was done, logged as it happens and mailed at the end.
+    pub tl: Timeline,
     /// How many VMs migrate at once.
     pub parallel: usize,
 }
 
 impl Ctx {
-    /// A line of the report: printed, logged, mailed at the end.
-    pub fn note(&mut self, line: String) {
-        tracing::info!("{line}");
-        println!("[{:>6.1}s] {line}", self.started.elapsed().as_secs_f64());
-        self.report.push(line);
-    }
-
     /// Another member as a host (a dry run shows its commands).
     fn on(&self, view: &ClusterView, node: &str) -> Result<Arc<dyn Host>> {
         Ok(step_host(&self.local, view, node, self.dry_run)?)
@@ -146,7 +140,7 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<()> {
     let me = paths::node_name().context("cannot read this node's host name")?;
     let settings = ClusterSettings::load(&cli.config)?;
-    let installed = InstalledNode::load(&me).map_err(|e| BadInput(e.to_string()))?;
+    let installed = InstalledNode::load(&me)?;
     if !cli.dry_run {
         cias_core::logging::to_file_and_stderr(&paths::node_dir(&me).join("escape.log"))
             .context("cannot open the escape log")?;
@@ -165,8 +159,7 @@ fn run(cli: &Cli) -> Result<()> {
         ip: installed.ip.to_string(),
         settings,
         dry_run: cli.dry_run,
-        report: Vec::new(),
-        started: Instant::now(),
+        tl: Timeline::new(),
         parallel: usize::from(cli.parallel),
     };
     let view = ctx.view()?;
@@ -183,19 +176,20 @@ fn run(cli: &Cli) -> Result<()> {
 
     let outcome = leave(&mut ctx, &view, &plan);
     if let Err(e) = &outcome {
-        ctx.note(format!("stopped - {e:#}; run dlll_cias-escape again to continue"));
+        ctx.tl.note(&format!("stopped - {e:#}; run dlll_cias-escape again to continue"));
     }
+    print!("{}", ctx.tl.text());
     if !cli.dry_run {
         let subject = match &outcome {
             Ok(()) => format!("DLLL-CIAS: node {} left the cluster", ctx.me),
             Err(_) => format!("DLLL-CIAS: node {} did not finish leaving the cluster", ctx.me),
         };
-        let body = format!("dlll_cias-escape on {}:\n\n{}\n", ctx.me, ctx.report.join("\n"));
+        let body = format!("dlll_cias-escape on {}:\n\n{}", ctx.me, ctx.tl.text());
         tell_admin_and(&ctx.settings, cli.mail.as_deref(), &subject, &body);
     }
     outcome?;
     if !cli.no_poweroff {
-        ctx.note("powering off".into());
+        ctx.tl.note("powering off");
         ctx.host.run(&Command::from_argv(&["systemctl", "poweroff"]))?;
     }
     Ok(())
@@ -261,13 +255,14 @@ fn leave(ctx: &mut Ctx, view: &ClusterView, plan: &Plan) -> Result<()> {
     }
     drain::drain(ctx)?;
     if let Some(entry) = registry_file::retire(ctx.host.as_ref(), registry_file::SHARED, &ctx.me)? {
-        ctx.note(format!("address {} and host name {} retired in the registry", entry.ip, entry.hostname));
+        ctx.tl
+            .note(&format!("address {} and host name {} retired in the registry", entry.ip, entry.hostname));
     }
     stop_services(ctx)?;
     let member = ctx.on(&view, &successor)?;
     member.run(&Command::from_argv(&["pvecm", "delnode", &ctx.me]))?;
     member.run(&Command::from_argv(&["rm", "-rf", &format!("/etc/pve/nodes/{}", ctx.me)]))?;
-    ctx.note(format!("{} deleted from the Proxmox cluster by {successor} (pvecm delnode)", ctx.me));
+    ctx.tl.note(&format!("{} deleted from the Proxmox cluster by {successor} (pvecm delnode)", ctx.me));
     Ok(())
 }
 
@@ -290,7 +285,7 @@ fn hand_over(ctx: &mut Ctx, view: &ClusterView, to: &str) -> Result<()> {
         }
         std::thread::sleep(Duration::from_secs(5));
     }
-    ctx.note(format!("master role and router handed over to {to}"));
+    ctx.tl.note(&format!("master role and router handed over to {to}"));
     Ok(())
 }
 
@@ -313,6 +308,6 @@ fn stop_services(ctx: &mut Ctx) -> Result<()> {
     }
     ctx.host.run(&Command::from_argv(&["rm", "-f", "/etc/cron.d/dlll-cias"]))?;
     ctx.host.run(&Command::from_argv(&["systemctl", "stop", paths::MFS_MOUNT_UNIT]))?;
-    ctx.note("keepalived, the reconcile loop, MooseFS and the cron jobs stopped here".into());
+    ctx.tl.note("keepalived, the reconcile loop, MooseFS and the cron jobs stopped here");
     Ok(())
 }

@@ -54,9 +54,9 @@ pub fn migrate_all(ctx: &mut Ctx, moves: &[Move]) -> Result<()> {
     let mut failed = Vec::new();
     for (i, took, done) in outcomes {
         match done {
-            Ok(()) => ctx.note(format!("moved {} in {:.1}s", moves[i], took.as_secs_f64())),
+            Ok(()) => ctx.tl.note(&format!("moved {} in {:.1}s", moves[i], took.as_secs_f64())),
             Err(e) => {
-                ctx.note(format!("FAILED to move {} - {e}", moves[i]));
+                ctx.tl.note(&format!("FAILED to move {} - {e}", moves[i]));
                 failed.push(moves[i].vmid);
             }
         }

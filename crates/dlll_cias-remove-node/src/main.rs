@@ -27,6 +27,7 @@ use cias_core::paths;
 use cias_core::settings::ClusterSettings;
 use cias_core::state_file::StateFile;
 use cias_core::takeover::{self, Action, ClusterView, Inputs};
+use cias_core::timeline::Timeline;
 use cias_core::{registry_file, vm_recovery};
 use clap::Parser;
 
@@ -89,26 +90,21 @@ struct Ctx {
     local: Arc<dyn Host>,
     me: String,
     settings: ClusterSettings,
-    cli_dry_run: bool,
-    report: Vec<String>,
+    dry_run: bool,
+    /// What was done, logged as it happens and mailed at the end.
+    tl: Timeline,
 }
 
 impl Ctx {
-    fn note(&mut self, line: String) {
-        tracing::info!("{line}");
-        println!("{line}");
-        self.report.push(line);
-    }
-
     fn on(&self, view: &ClusterView, node: &str) -> Result<Arc<dyn Host>> {
-        Ok(step_host(&self.local, view, node, self.cli_dry_run)?)
+        Ok(step_host(&self.local, view, node, self.dry_run)?)
     }
 }
 
 fn run(cli: &Cli) -> Result<ExitCode> {
     let me = paths::node_name().context("cannot read this node's host name")?;
     let settings = ClusterSettings::load(&cli.config)?;
-    InstalledNode::load(&me).map_err(|e| BadInput(e.to_string()))?;
+    InstalledNode::load(&me)?;
     if cli.node == me {
         return Err(BadInput(format!(
             "{me} is this node: run dlll_cias-escape here to take it out of the cluster"
@@ -131,8 +127,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         local,
         me,
         settings,
-        cli_dry_run: cli.dry_run,
-        report: Vec::new(),
+        dry_run: cli.dry_run,
+        tl: Timeline::new(),
     };
     let view = members::view(ctx.host.as_ref())?;
     if !view.quorate {
@@ -143,12 +139,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         .into());
     }
     let node = cli.node.as_str();
-    let code = match view.nodes.iter().find(|n| n.name == node) {
+    match view.nodes.iter().find(|n| n.name == node) {
         Some(member) if member.online => return escape_on(&ctx, &view, cli),
         Some(_) => {
             let gone = refuse_unless_gone(&ctx, &view, cli)?;
             if !recover_vms(&mut ctx, &view, node, gone)? {
-                ctx.note(format!(
+                ctx.tl.note(&format!(
                     "{node} stays a member of the cluster: some of its VMs were not recovered (see above); \
                      run dlll_cias-remove-node {node} again once that is fixed"
                 ));
@@ -157,19 +153,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
             delete_from_cluster(&mut ctx, node, view.ip(node).map(str::to_string))?;
             retire(&mut ctx, node)?;
-            ExitCode::SUCCESS
         }
-        None => {
-            // Not (or no longer) a member: an interrupted removal ends here; anything else is a typo.
-            if retire(&mut ctx, node)? {
-                ExitCode::SUCCESS
-            } else {
-                return Err(BadInput(format!("{node} is not a member of this cluster")).into());
-            }
-        }
-    };
+        // Not (or no longer) a member: an interrupted removal ends here; anything else is a typo.
+        None if retire(&mut ctx, node)? => {}
+        None => return Err(BadInput(format!("{node} is not a member of this cluster")).into()),
+    }
     finish(&ctx, cli, true);
-    Ok(code)
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A node that answers leaves by itself: its own escape moves its VMs live and drains its disks.
@@ -266,17 +256,17 @@ fn recover_vms(ctx: &mut Ctx, view: &ClusterView, node: &str, gone: std::time::D
                     vm_recovery::recover(ctx.host.as_ref(), target.as_ref(), *vmid, from, *start, &mut |n| {
                         notes.push(n.to_string())
                     });
-                notes.into_iter().for_each(|n| ctx.note(n));
+                notes.into_iter().for_each(|n| ctx.tl.note(&n));
                 done.map_err(anyhow::Error::from)
             }
             Action::Unplaced { from, .. } if from == node => Err(anyhow::anyhow!("{action}")),
             _ => continue,
         };
         match outcome {
-            Ok(()) => ctx.note(format!("{action}: done")),
+            Ok(()) => ctx.tl.note(&format!("{action}: done")),
             Err(e) => {
                 all = false;
-                ctx.note(format!("{action}: FAILED - {e:#}"));
+                ctx.tl.note(&format!("{action}: FAILED - {e:#}"));
             }
         }
     }
@@ -287,12 +277,12 @@ fn recover_vms(ctx: &mut Ctx, view: &ClusterView, node: &str, gone: std::time::D
 /// Proxmox leaves behind; it holds no VM config any more.
 fn delete_from_cluster(ctx: &mut Ctx, node: &str, ip: Option<String>) -> Result<()> {
     ctx.host.run(&Command::from_argv(&["pvecm", "delnode", node]))?;
-    ctx.note(format!("{node} deleted from the Proxmox cluster (pvecm delnode)"));
+    ctx.tl.note(&format!("{node} deleted from the Proxmox cluster (pvecm delnode)"));
     // Its chunkserver leaves the MooseFS master's list, so the master copies its chunks now
     // rather than waiting for it to come back.
     if let Some(ip) = ip {
-        if !ctx.cli_dry_run && chunkservers::remove(ctx.local.as_ref(), &ip, Duration::from_secs(5))? {
-            ctx.note(format!("its MooseFS chunkserver {ip} taken off the master's list"));
+        if !ctx.dry_run && chunkservers::remove(ctx.local.as_ref(), &ip, Duration::from_secs(5))? {
+            ctx.tl.note(&format!("its MooseFS chunkserver {ip} taken off the master's list"));
         }
     }
     let dir = format!("/etc/pve/nodes/{node}");
@@ -300,9 +290,9 @@ fn delete_from_cluster(ctx: &mut Ctx, node: &str, ip: Option<String>) -> Result<
         ctx.host.execute(&Command::query_argv(&["find", &dir, "-name", "*.conf", "-path", "*-server/*"]))?;
     if left.stdout.trim().is_empty() {
         ctx.host.run(&Command::from_argv(&["rm", "-rf", &dir]))?;
-        ctx.note(format!("{dir} removed"));
+        ctx.tl.note(&format!("{dir} removed"));
     } else {
-        ctx.note(format!(
+        ctx.tl.note(&format!(
             "{dir} kept: it still holds guest configs ({})",
             left.stdout.trim().replace('\n', ", ")
         ));
@@ -316,7 +306,7 @@ fn retire(ctx: &mut Ctx, node: &str) -> Result<bool> {
     let Some(entry) = registry_file::retire(ctx.host.as_ref(), registry_file::SHARED, node)? else {
         return Ok(false);
     };
-    ctx.note(format!(
+    ctx.tl.note(&format!(
         "{node}'s address {} and host name {} retired in the registry",
         entry.ip, entry.hostname
     ));
@@ -324,6 +314,7 @@ fn retire(ctx: &mut Ctx, node: &str) -> Result<bool> {
 }
 
 fn finish(ctx: &Ctx, cli: &Cli, removed: bool) {
+    print!("{}", ctx.tl.text());
     if cli.dry_run {
         return;
     }
@@ -332,6 +323,6 @@ fn finish(ctx: &Ctx, cli: &Cli, removed: bool) {
     } else {
         format!("DLLL-CIAS: removal of node {} did not complete", cli.node)
     };
-    let body = format!("dlll_cias-remove-node {} on {}:\n\n{}\n", cli.node, ctx.me, ctx.report.join("\n"));
+    let body = format!("dlll_cias-remove-node {} on {}:\n\n{}", cli.node, ctx.me, ctx.tl.text());
     tell_admin_and(&ctx.settings, cli.mail.as_deref(), &subject, &body);
 }

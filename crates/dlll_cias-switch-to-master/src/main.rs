@@ -12,7 +12,6 @@
 mod keepalived;
 mod manual;
 mod moosefs;
-mod timeline;
 mod vms;
 
 use std::path::PathBuf;
@@ -32,7 +31,7 @@ use cias_core::state_file::StateFile;
 use cias_core::takeover::ClusterView;
 use clap::Parser;
 
-use crate::timeline::Timeline;
+use cias_core::timeline::Timeline;
 
 /// Make this node the master of the DLLL-CIAS cluster.
 ///

@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 use cias_core::host::holds_address;
 use cias_core::takeover::ClusterView;
 
-use crate::timeline::Timeline;
 use crate::{keepalived, moosefs, Ctx, Peer};
+use cias_core::timeline::Timeline;
 
 /// The online node that holds the master VIP now, if any (asked over SSH: only the holder
 /// knows).

@@ -18,8 +18,8 @@ use cias_core::paths::HANDOVER_MARK;
 use cias_core::reconcile::MASTER_FENCE_BOUND;
 use cias_core::state_file::StateFile;
 
-use crate::timeline::Timeline;
 use crate::{Ctx, Peer};
+use cias_core::timeline::Timeline;
 /// The master's metadata file in `DATA_PATH`.
 const METADATA: &str = "/var/lib/mfs/metadata.mfs";
 /// `mfsmaster stop` takes ~4 s (measured); a big namespace takes longer to dump.

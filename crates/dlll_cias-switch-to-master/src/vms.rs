@@ -13,8 +13,8 @@ use cias_core::state_file::StateFile;
 use cias_core::takeover::{self, Action, ClusterView, Inputs};
 use cias_core::vm_recovery;
 
-use crate::timeline::Timeline;
 use crate::Ctx;
+use cias_core::timeline::Timeline;
 
 /// How long a whole takeover may wait for lost nodes and tasks.
 const LIMIT: Duration = Duration::from_secs(15 * 60);
