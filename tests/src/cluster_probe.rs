@@ -162,6 +162,24 @@ pub fn never_ran_twice(lab: &Lab, reader: Node, vmid: u32, runs: usize) -> Vec<(
     segments
 }
 
+/// Creates and starts VMs `(VMID, MiB)` on `node` with a 1 GiB disk on MooseFS (`options`:
+/// more `qm create` options), and waits until each writes its heartbeats there, as `reader`
+/// reads them.
+pub fn start_vms(lab: &Lab, node: Node, reader: Node, vms: &[(u32, u32)], options: &str) {
+    for (vmid, mem) in vms {
+        sh(
+            lab,
+            node,
+            &format!("qm create {vmid} --name app{vmid} --memory {mem} --scsi0 a_mfs:1 {options} && qm start {vmid}"),
+        );
+    }
+    for (vmid, _) in vms {
+        wait_for(&format!("VM {vmid} writing on {node}"), Duration::from_secs(20), || {
+            heartbeats(lab, reader, *vmid).iter().any(|(n, _)| *n == node.name())
+        });
+    }
+}
+
 /// A writer on `node` appending fsync'd, numbered records to MooseFS every 0.1 s; each
 /// record it could sync is listed in its local `/root/acked`. It writes only while MooseFS is
 /// mounted (a fenced node's mount is cut, and the directory under it is the local disk).

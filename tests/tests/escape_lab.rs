@@ -63,18 +63,7 @@ fn a_node_and_then_the_master_leave_without_losing_anything() {
         "mkdir -p /mnt/mfs/escape-test && for i in 1 2 3 4 5 6; do head -c 8M /dev/urandom > /mnt/mfs/escape-test/f$i; done",
     );
     let sums = checksums(&lab, n1);
-    for (vmid, mem) in VMS {
-        sh(
-            &lab,
-            n4,
-            &format!("qm create {vmid} --name app{vmid} --memory {mem} --scsi0 a_mfs:1 && qm start {vmid}"),
-        );
-    }
-    for (vmid, _) in VMS {
-        wait_for(&format!("VM {vmid} writing on node4"), Duration::from_secs(20), || {
-            heartbeats(&lab, n1, vmid).iter().any(|(n, _)| n == "node4")
-        });
-    }
+    start_vms(&lab, n4, n1, &VMS, "");
 
     step("a dry run shows the plan and changes nothing");
     let dry = lab.exec(n4, &["dlll_cias-escape", "--dry-run"]).unwrap();

@@ -63,20 +63,7 @@ fn dead_nodes_are_removed_and_cut_off_ones_are_not() {
     assert!(members(&lab, n1).contains(&"node3".to_string()), "a node cut off for a moment stays a member");
 
     step("three VMs on node3, then node3 powered off");
-    // The reconcile loop of node3 restarts what its fence stopped only via the master; start
-    // them afresh so every VM writes heartbeats on node3 first.
-    for (vmid, mem) in VMS {
-        sh(
-            &lab,
-            n3,
-            &format!("qm create {vmid} --name app{vmid} --memory {mem} --scsi0 a_mfs:1 --onboot 1 && qm start {vmid}"),
-        );
-    }
-    for (vmid, _) in VMS {
-        wait_for(&format!("VM {vmid} writing on node3"), Duration::from_secs(20), || {
-            heartbeats(&lab, n1, vmid).iter().any(|(n, _)| n == "node3")
-        });
-    }
+    start_vms(&lab, n3, n1, &VMS, "--onboot 1");
     let before: Vec<usize> = VMS.iter().map(|(vmid, _)| heartbeats(&lab, n1, *vmid).len()).collect();
     let off = Instant::now();
     lab.power_off(n3).unwrap();
