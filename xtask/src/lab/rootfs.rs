@@ -40,6 +40,7 @@ pub const ROOTFS_PACKAGES: &[&str] = &[
     "procps",
     "netcat-openbsd",
     "curl",
+    "nftables",
 ];
 
 /// Bump when [`customize`] changes, so cached trees are rebuilt.
