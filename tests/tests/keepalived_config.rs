@@ -1,8 +1,10 @@
 //! Rendered keepalived configurations, checked by the real `keepalived --config-test` inside a
 //! throw-away network namespace that has the interfaces the configs name.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 
+use cias_core::peers::Peers;
 use cias_core::settings::ClusterSettings;
 use cias_core::templates::contexts::{KeepalivedContext, KeepalivedMode};
 use cias_core::templates::Templates;
@@ -32,15 +34,39 @@ fn render(ctx: &KeepalivedContext) -> String {
 fn every_rendered_variant_passes_keepalived_config_test() {
     let ns = Netns::with_links("kacfg", &["eth0", "eth1"]).unwrap();
     let s = settings();
+    let peers = Peers { own: Ipv4Addr::new(10, 254, 0, 1), others: vec![Ipv4Addr::new(10, 254, 1, 1)] };
+    let alone = Peers { own: Ipv4Addr::new(10, 254, 0, 1), others: vec![] };
     let variants = [
-        ("normal", KeepalivedContext::new(&s, "node1", Priority::new(50).unwrap(), KeepalivedMode::Normal)),
-        ("lowest", KeepalivedContext::new(&s, "node1", Priority::new(1).unwrap(), KeepalivedMode::Normal)),
-        ("highest", KeepalivedContext::new(&s, "node1", Priority::new(100).unwrap(), KeepalivedMode::Normal)),
+        (
+            "alone",
+            KeepalivedContext::new(&s, "node1", Priority::new(50).unwrap(), KeepalivedMode::Normal, &alone),
+        ),
+        (
+            "normal",
+            KeepalivedContext::new(&s, "node1", Priority::new(50).unwrap(), KeepalivedMode::Normal, &peers),
+        ),
+        (
+            "lowest",
+            KeepalivedContext::new(&s, "node1", Priority::new(1).unwrap(), KeepalivedMode::Normal, &peers),
+        ),
+        (
+            "highest",
+            KeepalivedContext::new(&s, "node1", Priority::new(100).unwrap(), KeepalivedMode::Normal, &peers),
+        ),
         (
             "manual switch",
-            KeepalivedContext::new(&s, "node1", Priority::new(50).unwrap(), KeepalivedMode::ManualSwitch),
+            KeepalivedContext::new(
+                &s,
+                "node1",
+                Priority::new(50).unwrap(),
+                KeepalivedMode::ManualSwitch,
+                &peers,
+            ),
         ),
-        ("never master", KeepalivedContext::new(&s, "node1", Priority::NEVER_MASTER, KeepalivedMode::Normal)),
+        (
+            "never master",
+            KeepalivedContext::new(&s, "node1", Priority::NEVER_MASTER, KeepalivedMode::Normal, &peers),
+        ),
     ];
     for (name, ctx) in variants {
         let mut ctx = ctx.unwrap();
@@ -59,9 +85,15 @@ fn every_rendered_variant_passes_keepalived_config_test() {
 #[test]
 fn keepalived_config_test_does_reject_what_the_seed_did() {
     let ns = Netns::with_links("kabad", &["eth0", "eth1"]).unwrap();
-    let mut ctx =
-        KeepalivedContext::new(&settings(), "node3", Priority::new(50).unwrap(), KeepalivedMode::Normal)
-            .unwrap();
+    let peers = Peers { own: Ipv4Addr::new(10, 254, 0, 1), others: vec![] };
+    let mut ctx = KeepalivedContext::new(
+        &settings(),
+        "node3",
+        Priority::new(50).unwrap(),
+        KeepalivedMode::Normal,
+        &peers,
+    )
+    .unwrap();
     ctx.notify_master = "/bin/true".into();
     ctx.notify_demoted = "/bin/true".into();
     ctx.quorum_check = Some("/bin/true".into());

@@ -5,6 +5,7 @@
 //! - [`settings`]: the cluster settings file and the separate secrets file, validated.
 //! - [`disks`]: which disks are formatted for MooseFS and which are refused, and why.
 //! - [`reconcile`]: the per-node loop's decisions: self-fencing, the master's invariants.
+//! - [`guest_firewall`]: Proxmox firewall files that keep each VM on its own address.
 //! - [`fence`]: when each node was last seen in the quorate partition.
 //! - [`clock`]: the boot clock fencing counts on, and the wall clock for names.
 //! - [`watchdog`]: the client of Proxmox's `watchdog-mux` that backs the self-fence.
@@ -18,6 +19,7 @@
 //! - [`notify`]: mail to the administrator.
 //! - [`takeover`]: what a new master does with the VMs, and when it is safe to.
 //! - [`placement`]: which node each VM goes to when VMs must move (escape, removal, takeover).
+//! - [`peers`]: the other nodes, for keepalived's unicast peers and each node's nftables filter.
 //! - [`paths`]: where things live on a node.
 //!
 //! This crate never prints and never exits: it returns typed errors and lets the binaries
@@ -29,6 +31,7 @@ pub mod disks;
 pub mod escape;
 pub mod exit;
 pub mod fence;
+pub mod guest_firewall;
 pub mod host;
 pub mod installed;
 pub mod journal;
@@ -40,6 +43,7 @@ pub mod netplan;
 pub mod node_watch;
 pub mod notify;
 pub mod paths;
+pub mod peers;
 pub mod placement;
 pub mod proxmox;
 pub mod reconcile;

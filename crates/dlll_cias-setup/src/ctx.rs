@@ -66,9 +66,10 @@ impl Ctx {
         Ok(())
     }
 
-    /// Writes a file holding passwords (mode 0600; a dry run shows only that it would).
-    pub fn write_secret(&self, path: &str, text: &Secret) -> Result<()> {
-        self.local.run(&Command::write_secret_file(path, text, "0600"))?;
+    /// Writes a file holding passwords (mode 0600, or `mode`; a dry run shows only that it
+    /// would).
+    pub fn write_secret(&self, path: &str, text: &Secret, mode: &str) -> Result<()> {
+        self.local.run(&Command::write_secret_file(path, text, mode))?;
         Ok(())
     }
 

@@ -87,7 +87,8 @@ fn password(
     }
 }
 
-/// A fresh random password (for the router's login account, which only the toolkit uses).
+/// A fresh random password (hex) for what only the toolkit logs in to: the router's login
+/// account, MooseFS mounts.
 fn random_password() -> Result<Secret> {
     let mut bytes = [0u8; 18];
     std::fs::File::open("/dev/urandom")
@@ -227,6 +228,10 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
     if let Some(unknown) = nics.iter().find(|n| !facts.nics.contains(n)) {
         bail!("--nic {unknown}: no such network interface here (found: {})", facts.nics.join(", "));
     }
+    // Their names go into /etc/network/interfaces.
+    for nic in &nics {
+        cias_core::settings::check_interface_name(nic).map_err(|why| anyhow::anyhow!("--nic {why}"))?;
+    }
     let wan = a.wan_interface.clone().unwrap_or_else(|| "vmbr0".to_string());
 
     let (settings, secrets, registry, master, master_known_host, master_root_password, router_archive) =
@@ -262,6 +267,7 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
                     )?,
                     smtp_password: given.smtp_password,
                     router_login_password: Some(random_password()?),
+                    moosefs_password: Some(random_password()?),
                 };
                 (settings, secrets, Registry::default(), None, None, None, Some(archive))
             }

@@ -10,15 +10,21 @@
 //! - `nodes`: the quorate master probes every node (TCP, SSH port) and removes one silent
 //!   for `watch.node_removal_secs` (30 minutes), while a majority answers; the timers live in
 //!   `/mnt/mfs/cias/node-watch.json` (see `cias_core::node_watch`).
+//! - `peers`: every node keeps keepalived's unicast peers and its nftables filter in line with
+//!   the address registry (see `cias_core::peers`); `--all` asks every member to.
 //! - `uplink`: not part of this version (it exits 3 and says so).
+//!
+//! `vmids` also keeps every VM's Proxmox firewall in place (`cias_core::guest_firewall`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod nodes;
+mod peers;
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use cias_core::guest_firewall::{self, Fix};
 use cias_core::host::{port_open, Command, Host, LocalHost};
 use cias_core::installed::InstalledNode;
 use cias_core::journal::{JournalError, RunLock};
@@ -33,7 +39,13 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "dlll_cias-watch", version)]
 enum Cli {
-    /// On the master: write the VMID map /mnt/mfs/cias/pve_master_vmid.conf (every minute).
+    /// On the master: write the VMID map /mnt/mfs/cias/pve_master_vmid.conf, and give every VM
+    /// its anti-spoofing firewall (every minute).
+    ///
+    /// A VM whose /etc/pve/firewall/VMID.fw is missing or differs from dlll-cias' gets it (its
+    /// NIC may send only from its MAC and its VMID's address 10.X.A.B, and from the DHCP range),
+    /// and `firewall=1` on net0 (`pvesh set`). What was changed is logged in
+    /// /data/cias/nodes/NODE/watch.log.
     Vmids,
     /// On a never-master node: mail the administrator when no master answers on two looks
     /// (every minute).
@@ -55,6 +67,17 @@ enum Cli {
     /// so a new master continues the timers); the log is /data/cias/nodes/NODE/watch.log.
     /// Does nothing, silently, unless this node holds the master VIP and has quorum.
     Nodes,
+    /// On every node: bring keepalived's unicast peers and the node filter (nftables table inet
+    /// dlll_cias, /etc/dlll-cias/firewall.nft) in line with the address registry (every minute).
+    ///
+    /// Only the registry's nodes may speak VRRP, MooseFS and corosync to a node. The registry is
+    /// read from /mnt/mfs/cias (this node's /data/cias copy while MooseFS is down); an unchanged
+    /// registry changes nothing. keepalived is reloaded, never restarted, so no role moves.
+    Peers {
+        /// Also on every other online member, over SSH (a node joining or leaving asks this).
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 fn vmids(host: &dyn Host) -> Result<()> {
@@ -72,6 +95,40 @@ fn vmids(host: &dyn Host) -> Result<()> {
     let partial = format!("{}.partial", paths::VMID_MAP_FILE);
     host.run(&Command::write_file(&partial, text, "0644"))?;
     host.run(&Command::from_argv(&["mv", &partial, paths::VMID_MAP_FILE]))?;
+    secure_vms(host, &settings, &vms)
+}
+
+/// Every VM gets its anti-spoofing firewall; a VM that cannot is named in the log, and the
+/// others are still done.
+fn secure_vms(host: &dyn Host, settings: &ClusterSettings, vms: &[VmResource]) -> Result<()> {
+    let vms: Vec<(String, u32)> =
+        vms.iter().filter(|v| v.kind == "qemu" && !v.template).map(|v| (v.node.clone(), v.vmid)).collect();
+    let (fixes, unplanned) = guest_firewall::plan(&vms, &guest_firewall::observe(host)?, settings);
+    if fixes.is_empty() && unplanned.is_empty() {
+        return Ok(());
+    }
+    cias_core::logging::to_file_and_stderr(&paths::node_dir(host.name()).join("watch.log"))?;
+    let mut failed: Vec<String> = Vec::new();
+    for (vmid, why) in unplanned {
+        tracing::warn!("VM {vmid}: no anti-spoofing firewall - {why}");
+    }
+    for fix in &fixes {
+        match (guest_firewall::apply(host, fix), fix) {
+            (Ok(()), Fix::File { vmid, .. }) => {
+                tracing::info!("VM {vmid}: anti-spoofing firewall file written")
+            }
+            (Ok(()), Fix::Nic { vmid, node, .. }) => {
+                tracing::info!("VM {vmid} on {node}: firewall=1 set on net0")
+            }
+            (Err(e), _) => {
+                tracing::error!("VM {}: anti-spoofing firewall not in place - {e}", fix.vmid());
+                failed.push(fix.vmid().to_string());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("VMs without anti-spoofing firewall: {}", failed.join(", "));
+    }
     Ok(())
 }
 
@@ -133,6 +190,12 @@ fn main() -> ExitCode {
         Cli::Nodes => paths::node_name()
             .context("cannot read this node's host name")
             .and_then(|node| nodes::run(&LocalHost::new(node.clone()), &node)),
+        Cli::Peers { all } => {
+            paths::node_name().context("cannot read this node's host name").and_then(|node| {
+                let local: std::sync::Arc<dyn Host> = std::sync::Arc::new(LocalHost::new(node.clone()));
+                peers::run(&local, &node, all)
+            })
+        }
         Cli::Uplink => {
             eprintln!("dlll_cias-watch: this check is not part of this version; nothing was done");
             return ExitCode::from(3);

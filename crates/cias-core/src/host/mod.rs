@@ -26,7 +26,7 @@ pub use dry_run::DryRunHost;
 pub use local::LocalHost;
 pub use peer::PeerHost;
 pub use ssh::{scan_host_key, HostKeyPolicy, ScannedKey, SshAuth, SshHost, SshTarget};
-pub use write::{swap_file, write_local_file, CHANGED_STATUS, NEW_FILE};
+pub use write::{ensure_file, swap_file, write_local_file, CHANGED_STATUS, NEW_FILE};
 
 use crate::settings::Secret;
 

@@ -143,6 +143,25 @@ pub fn swap_file(
 /// The same guarantee for a file of this machine written from Rust (journal, secrets, state
 /// files; no process to start): a temporary file beside it, created with `mode` from its first
 /// byte (a secret is never briefly readable), synced, renamed over `file`, directory synced.
+/// Replaces `path` on `host` with `text` (mode `mode`, checked by `check` if not empty) unless
+/// it already holds exactly that; true when it was written. For files kept in a wanted state by
+/// jobs that run again and again: an unchanged file is never rewritten.
+pub fn ensure_file(
+    host: &dyn Host,
+    path: &str,
+    text: &str,
+    mode: &str,
+    check: &[&str],
+) -> Result<bool, HostError> {
+    let now = host.execute(&Command::query_argv(&["cat", path]))?;
+    if now.success() && now.stdout == text {
+        return Ok(false);
+    }
+    let write = Command::write_file(path, text, mode);
+    host.run(&if check.is_empty() { write } else { write.checked_by(check) })?;
+    Ok(true)
+}
+
 pub fn write_local_file(file: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -44,6 +44,11 @@ impl NodeKind {
         }
     }
 
+    /// The network every address of this kind is in (`10.254.0.0/16` for nodes).
+    pub fn network(self) -> ipnet::Ipv4Net {
+        ipnet::Ipv4Net::new(Ipv4Addr::new(10, self.second_octet(), 0, 0), 16).expect("valid prefix")
+    }
+
     /// Every address of this kind, in allocation order.
     pub fn addresses(self) -> impl Iterator<Item = NodeAddress> {
         let first = (self == NodeKind::Pve).then_some(NodeAddress { kind: self, r: 0, n: 1 });

@@ -258,6 +258,13 @@ pub enum SettingsError {
 }
 
 impl ClusterSettings {
+    /// The sample settings of `testdata/cias.yaml`, for tests.
+    #[cfg(test)]
+    pub(crate) fn sample() -> Self {
+        Self::parse(include_str!("../../testdata/cias.yaml"), Path::new("cias.yaml"))
+            .expect("the sample is valid")
+    }
+
     /// Reads and validates a settings file.
     pub fn load(file: &Path) -> Result<Self, SettingsError> {
         let text = std::fs::read_to_string(file)
@@ -311,7 +318,7 @@ impl ClusterSettings {
     }
 }
 
-pub use validate::Problem;
+pub use validate::{check_interface_name, Problem};
 
 /// serde_yaml appends "at line L column C"; we print the line our own way.
 fn strip_location(message: &str) -> String {

@@ -130,10 +130,32 @@ fn internal_service_addresses_must_stay_out_of_the_plan_ranges() {
 #[test]
 fn the_exports_network_must_reach_the_nodes() {
     let err = error(&edited("exports_network: 10.254.0.0/16", "exports_network: 10.1.0.0/16"));
-    assert!(err.contains(":24: moosefs.exports_network: 10.1.0.0/16 must contain the master VIP"), "{err}");
+    assert!(
+        err.contains(":24: moosefs.exports_network: 10.1.0.0/16 must lie inside the nodes' network"),
+        "{err}"
+    );
     // Racks 2..5 must be able to mount too.
     let err = error(&edited("exports_network: 10.254.0.0/16", "exports_network: 10.254.0.0/23"));
     assert!(err.contains("moosefs.exports_network: 10.254.0.0/23 must contain"), "{err}");
+    // Wider than the nodes' network would let VMs mount the cluster's storage.
+    let err = error(&edited("exports_network: 10.254.0.0/16", "exports_network: 10.0.0.0/8"));
+    assert!(
+        err.contains(
+            "10.0.0.0/8 must lie inside the nodes' network 10.254.0.0/16: only nodes may mount MooseFS"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn names_that_go_into_configs_keep_to_a_strict_charset() {
+    for bad in ["vmbr0;x", "vmbr 0", "-vmbr0", "br\u{e9}0", "vmbr0\n"] {
+        let err = error(&edited("lan: vmbr0", &format!("lan: {bad:?}")));
+        assert!(err.contains("is not a usable interface name"), "{bad}: {err}");
+    }
+    assert!(crate::settings::check_interface_name("enp3s0f1.10").is_ok());
+    let err = error(&edited("host: localhost", "host: \"mail;rm -rf\""));
+    assert!(err.contains("smtp.host: 'mail;rm -rf' is not a host name"), "{err}");
 }
 
 #[test]

@@ -103,12 +103,8 @@ pub(super) fn problems(s: &ClusterSettings) -> Vec<Problem> {
     }
 
     for (field, name) in [("interfaces.lan", &s.interfaces.lan), ("interfaces.wan", &s.interfaces.wan)] {
-        // keepalived labels the VIPs `<interface>:vip`, and labels are limited to 15 characters.
-        if name.is_empty() || name.len() > 11 || name.contains(['/', ' ', ':']) {
-            report(
-                field,
-                format!("'{name}' is not a usable interface name (1..11 characters, no '/', ':' or spaces)"),
-            );
+        if let Err(why) = check_interface_name(name) {
+            report(field, why);
         }
     }
     if !(1..=255).contains(&s.vrrp.virtual_router_id) {
@@ -119,10 +115,12 @@ pub(super) fn problems(s: &ClusterSettings) -> Vec<Problem> {
     }
 
     let exports = s.moosefs.exports_network;
-    if !INTERNAL_NETWORK.contains(&exports) {
+    let nodes = NodeKind::Pve.network();
+    if !nodes.contains(&exports) {
+        // Wider would let VMs (10.X.A.B) and other devices mount the cluster's storage.
         report(
             "moosefs.exports_network",
-            format!("{exports} must lie inside the internal network {INTERNAL_NETWORK}"),
+            format!("{exports} must lie inside the nodes' network {nodes}: only nodes may mount MooseFS"),
         );
     } else if ![s.internal.master_vip, Ipv4Addr::new(10, 254, 0, 1), Ipv4Addr::new(10, 254, 5, 254)]
         .iter()
@@ -133,8 +131,14 @@ pub(super) fn problems(s: &ClusterSettings) -> Vec<Problem> {
     if s.moosefs.reconnection_delay_secs == 0 {
         report("moosefs.reconnection_delay_secs", "must be at least 1 second".into());
     }
-    if s.smtp.host.is_empty() {
-        report("smtp.host", "is empty".into());
+    if s.smtp.host.is_empty()
+        || s.smtp.host.len() > 253
+        || !s.smtp.host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        report(
+            "smtp.host",
+            format!("'{}' is not a host name or IPv4 address (A-Z, a-z, 0-9, '.', '-')", s.smtp.host),
+        );
     }
     if !looks_like_email(&s.smtp.from) {
         report("smtp.from", format!("'{}' is not an e-mail address", s.smtp.from));
@@ -168,6 +172,19 @@ pub(super) fn problems(s: &ClusterSettings) -> Vec<Problem> {
         report("watch.node_removal_secs", "must be at least 1 second".into());
     }
     out
+}
+
+/// An interface name as it may go into a rendered config (keepalived, /etc/network/interfaces):
+/// 1..11 characters of A-Z, a-z, 0-9, '.', '_', '-' (keepalived labels a VIP `<name>:vip`, and
+/// Linux labels are limited to 15 characters).
+pub fn check_interface_name(name: &str) -> Result<(), String> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    if name.is_empty() || name.len() > 11 || !name.bytes().all(allowed) || name.starts_with(['-', '.']) {
+        return Err(format!(
+            "'{name}' is not a usable interface name (1..11 characters of A-Z, a-z, 0-9, '.', '_', '-', not starting with '-' or '.')"
+        ));
+    }
+    Ok(())
 }
 
 /// Why `ip` cannot be a host address in `net`, if it cannot.

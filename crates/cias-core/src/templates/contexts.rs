@@ -4,7 +4,8 @@ use serde::Serialize;
 
 use super::{TemplateError, Templates};
 use crate::paths;
-use crate::settings::ClusterSettings;
+use crate::peers::Peers;
+use crate::settings::{ClusterSettings, Secret};
 use crate::vrrp::{Priority, SWITCH_PRIORITY};
 
 /// Which keepalived file to render.
@@ -38,6 +39,10 @@ pub struct KeepalivedContext {
     pub notify_demoted: String,
     /// Quorum check tracked every second, when installed.
     pub quorum_check: Option<String>,
+    /// This node's address, the source of its unicast adverts.
+    pub unicast_src_ip: String,
+    /// The other nodes' addresses (empty: alone, multicast).
+    pub unicast_peers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +55,7 @@ impl KeepalivedContext {
         node_name: &str,
         priority: Priority,
         mode: KeepalivedMode,
+        peers: &Peers,
     ) -> Result<Self, NeverMasterError> {
         let manual_switch = mode == KeepalivedMode::ManualSwitch;
         if manual_switch && !priority.can_be_master() {
@@ -73,6 +79,8 @@ impl KeepalivedContext {
             notify_master: format!("{}/dlll_cias-switch-to-master --from-keepalived", paths::BIN_DIR),
             notify_demoted: format!("{}/dlll_cias-fence demoted", paths::BIN_DIR),
             quorum_check: Some(format!("{}/dlll_cias-fence check", paths::BIN_DIR)),
+            unicast_src_ip: peers.own.to_string(),
+            unicast_peers: peers.others.iter().map(ToString::to_string).collect(),
         })
     }
 }
@@ -88,10 +96,20 @@ pub struct MooseFsContext {
     pub mount_point: String,
     /// Mount points of this node's data disks (`/data/sdb`, ...).
     pub disks: Vec<String>,
+    /// The password every mount needs (in mfsexports.cfg; `None` on clusters installed without).
+    #[serde(skip)]
+    pub password: Option<Secret>,
+    /// Shown to templates: the export password, only while rendering mfsexports.cfg.
+    pub exports_password: Option<String>,
+    /// Where mfsmount reads the password from (mode 0600).
+    pub password_file: Option<String>,
 }
 
+/// Where mfsmount reads the cluster's MooseFS password (first line, file mode 0600).
+pub const MOUNT_PASSWORD_FILE: &str = "/etc/mfs/mfsmount.pass";
+
 impl MooseFsContext {
-    pub fn new(settings: &ClusterSettings, disks: Vec<String>) -> Self {
+    pub fn new(settings: &ClusterSettings, disks: Vec<String>, password: Option<Secret>) -> Self {
         Self {
             master_host: paths::MFS_MASTER_HOST.to_string(),
             data_path: "/var/lib/mfs".to_string(),
@@ -100,6 +118,9 @@ impl MooseFsContext {
             reconnection_delay_secs: settings.moosefs.reconnection_delay_secs,
             mount_point: paths::MFS_MOUNT.to_string(),
             disks,
+            password_file: password.is_some().then(|| MOUNT_PASSWORD_FILE.to_string()),
+            password,
+            exports_password: None,
         }
     }
 }
@@ -155,11 +176,20 @@ impl NetworkContext {
     }
 }
 
-/// A rendered file: where it goes on the node and its text.
+/// A rendered file: where it goes on the node and its text. A `secret` one holds a password:
+/// written with [`crate::host::Command::write_secret_file`], readable by root and `group` only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedFile {
     pub path: String,
     pub text: String,
+    pub secret: Option<SecretFile>,
+}
+
+/// How a file holding a password is owned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecretFile {
+    pub mode: &'static str,
+    pub group: &'static str,
 }
 
 /// The MooseFS files of one node, rendered, with their install paths.
@@ -167,13 +197,29 @@ pub fn moosefs_files(
     templates: &Templates,
     ctx: &MooseFsContext,
 ) -> Result<Vec<RenderedFile>, TemplateError> {
-    ["mfsmaster", "mfsexports", "mfsmetalogger", "mfschunkserver", "mfshdd", "mfsmount"]
-        .into_iter()
-        .map(|name| {
-            Ok(RenderedFile {
-                path: format!("{}/{name}.cfg", ctx.config_dir),
-                text: templates.render(&format!("moosefs/{name}.cfg.j2"), ctx)?,
+    let mut files: Vec<RenderedFile> =
+        ["mfsmaster", "mfsexports", "mfsmetalogger", "mfschunkserver", "mfshdd", "mfsmount"]
+            .into_iter()
+            .map(|name| {
+                let secret = name == "mfsexports" && ctx.password.is_some();
+                let mut context = ctx.clone();
+                if secret {
+                    context.exports_password = ctx.password.as_ref().map(|p| p.expose().to_string());
+                }
+                Ok(RenderedFile {
+                    path: format!("{}/{name}.cfg", ctx.config_dir),
+                    text: templates.render(&format!("moosefs/{name}.cfg.j2"), &context)?,
+                    // mfsmaster reads its exports as user mfs.
+                    secret: secret.then_some(SecretFile { mode: "0640", group: "mfs" }),
+                })
             })
-        })
-        .collect()
+            .collect::<Result<_, TemplateError>>()?;
+    if let (Some(password), Some(file)) = (&ctx.password, &ctx.password_file) {
+        files.push(RenderedFile {
+            path: file.clone(),
+            text: password.expose().to_string(),
+            secret: Some(SecretFile { mode: "0600", group: "root" }),
+        });
+    }
+    Ok(files)
 }

@@ -24,6 +24,11 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("moosefs/mfsmount.cfg.j2", include_str!("../../../../templates/moosefs/mfsmount.cfg.j2")),
     ("cron/dlll-cias.cron.j2", include_str!("../../../../templates/cron/dlll-cias.cron.j2")),
     ("network/interfaces.j2", include_str!("../../../../templates/network/interfaces.j2")),
+    ("nftables/dlll-cias.nft.j2", include_str!("../../../../templates/nftables/dlll-cias.nft.j2")),
+    (
+        "systemd/dlll-cias-firewall.service.j2",
+        include_str!("../../../../templates/systemd/dlll-cias-firewall.service.j2"),
+    ),
     (
         "systemd/dlll-cias-fence.service.j2",
         include_str!("../../../../templates/systemd/dlll-cias-fence.service.j2"),

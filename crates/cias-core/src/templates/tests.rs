@@ -1,12 +1,21 @@
-use std::path::Path;
-
 use super::contexts::*;
 use super::*;
-use crate::settings::ClusterSettings;
+use std::net::Ipv4Addr;
+
+use crate::peers::Peers;
+use crate::settings::{ClusterSettings, Secret};
 use crate::vrrp::Priority;
 
 fn settings() -> ClusterSettings {
-    ClusterSettings::parse(include_str!("../../testdata/cias.yaml"), Path::new("cias.yaml")).unwrap()
+    ClusterSettings::sample()
+}
+
+/// This node and two others.
+fn peers() -> Peers {
+    Peers {
+        own: Ipv4Addr::new(10, 254, 0, 1),
+        others: vec![Ipv4Addr::new(10, 254, 1, 1), Ipv4Addr::new(10, 254, 1, 2)],
+    }
 }
 
 fn keepalived(priority: u8, mode: KeepalivedMode) -> String {
@@ -15,6 +24,7 @@ fn keepalived(priority: u8, mode: KeepalivedMode) -> String {
         "pve.master-rack.a.0-1.example.com",
         Priority::new(priority).unwrap(),
         mode,
+        &peers(),
     )
     .unwrap();
     Templates::shipped().render("keepalived/keepalived.conf.j2", &ctx).unwrap()
@@ -51,9 +61,14 @@ fn keepalived_tracks_the_quorum_check() {
 
 #[test]
 fn a_never_master_node_cannot_be_switched_to() {
-    let err =
-        KeepalivedContext::new(&settings(), "node9", Priority::NEVER_MASTER, KeepalivedMode::ManualSwitch)
-            .unwrap_err();
+    let err = KeepalivedContext::new(
+        &settings(),
+        "node9",
+        Priority::NEVER_MASTER,
+        KeepalivedMode::ManualSwitch,
+        &peers(),
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "node node9 was installed with priority 0 (never master): it cannot be switched to master"
@@ -62,7 +77,8 @@ fn a_never_master_node_cannot_be_switched_to() {
 
 #[test]
 fn moosefs_files() {
-    let ctx = MooseFsContext::new(&settings(), vec!["/data/sdb".into(), "/data/sdc".into()]);
+    let password = Secret::new("0123abcd");
+    let ctx = MooseFsContext::new(&settings(), vec!["/data/sdb".into(), "/data/sdc".into()], Some(password));
     let files = super::contexts::moosefs_files(&Templates::shipped(), &ctx).unwrap();
     let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(
@@ -73,17 +89,28 @@ fn moosefs_files() {
             "/etc/mfs/mfsmetalogger.cfg",
             "/etc/mfs/mfschunkserver.cfg",
             "/etc/mfs/mfshdd.cfg",
-            "/etc/mfs/mfsmount.cfg"
+            "/etc/mfs/mfsmount.cfg",
+            "/etc/mfs/mfsmount.pass"
         ]
     );
-    for file in files {
+    // The password is only in the files that must hold it, and they are private.
+    let secret: Vec<(&str, Option<&str>)> = files
+        .iter()
+        .map(|f| (f.path.as_str(), f.secret.map(|s| s.mode)))
+        .filter(|(_, s)| s.is_some())
+        .collect();
+    assert_eq!(secret, [("/etc/mfs/mfsexports.cfg", Some("0640")), ("/etc/mfs/mfsmount.pass", Some("0600"))]);
+    for file in files.iter().filter(|f| f.secret.is_none()) {
+        assert!(!file.text.contains("0123abcd"), "{}", file.path);
+    }
+    for file in files.iter().filter(|f| !f.path.ends_with(".pass")) {
         insta::assert_snapshot!(file.path.trim_start_matches("/etc/mfs/").to_string(), file.text);
     }
 }
 
 #[test]
 fn mfshdd_without_disks_says_so() {
-    let ctx = MooseFsContext::new(&settings(), vec![]);
+    let ctx = MooseFsContext::new(&settings(), vec![], None);
     let text = Templates::shipped().render("moosefs/mfshdd.cfg.j2", &ctx).unwrap();
     assert!(text.ends_with("# (this node has no data disks)\n"), "{text}");
 }
@@ -111,7 +138,7 @@ fn an_override_replaces_the_shipped_template() {
     std::fs::write(dir.path().join("moosefs/mfsmount.cfg.j2"), "mfsmaster={{ master_host }}\n# site tweak\n")
         .unwrap();
     let templates = Templates::with_overrides(dir.path());
-    let ctx = MooseFsContext::new(&settings(), vec![]);
+    let ctx = MooseFsContext::new(&settings(), vec![], None);
     assert_eq!(
         templates.render("moosefs/mfsmount.cfg.j2", &ctx).unwrap(),
         "mfsmaster=cias-pve-master\n# site tweak\n"
@@ -126,7 +153,7 @@ fn a_broken_override_names_its_file() {
     std::fs::create_dir_all(dir.path().join("moosefs")).unwrap();
     std::fs::write(dir.path().join("moosefs/mfsmount.cfg.j2"), "{% if %}\n").unwrap();
     let err = Templates::with_overrides(dir.path())
-        .render("moosefs/mfsmount.cfg.j2", &MooseFsContext::new(&settings(), vec![]))
+        .render("moosefs/mfsmount.cfg.j2", &MooseFsContext::new(&settings(), vec![], None))
         .unwrap_err()
         .to_string();
     assert!(err.contains(&format!("(from {}/moosefs/mfsmount.cfg.j2)", dir.path().display())), "{err}");

@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use cias_core::host::NEW_FILE;
 use cias_core::paths::BIN_DIR;
-use cias_core::templates::contexts::{KeepalivedContext, KeepalivedMode};
+use cias_core::peers;
 use cias_core::vrrp::Priority;
 
 use crate::ctx::Ctx;
-use crate::node::{node_dir, Role};
+use crate::node::Role;
 
 const CONFIG: &str = "/etc/keepalived/keepalived.conf";
 const FENCE_UNIT: &str = "/etc/systemd/system/dlll-cias-fence.service";
@@ -43,15 +43,12 @@ pub fn install(ctx: &mut Ctx) -> Result<()> {
     // keepalived runs the hook the moment this node wins: it must be there.
     require_binary(ctx, "dlll_cias-switch-to-master")?;
     let priority = Priority::new(ctx.node.priority)?;
-    let dir = node_dir(&ctx.node.name).display().to_string();
-    let normal = KeepalivedContext::new(&ctx.settings, &ctx.node.name, priority, KeepalivedMode::Normal)?;
-    let normal = ctx.templates.render("keepalived/keepalived.conf.j2", &normal)?;
-    ctx.write(&format!("{dir}/keepalived.conf"), &normal, "0644")?;
-    if priority.can_be_master() {
-        let switch =
-            KeepalivedContext::new(&ctx.settings, &ctx.node.name, priority, KeepalivedMode::ManualSwitch)?;
-        let switch = ctx.templates.render("keepalived/keepalived.conf.j2", &switch)?;
-        ctx.write(&format!("{dir}/keepalived-switch.conf"), &switch, "0644")?;
+    let peers = crate::steps::trust::peers_of(ctx)?;
+    let (normal, switch) =
+        peers::keepalived_files(&ctx.templates, &ctx.settings, &ctx.node.name, priority, &peers)?;
+    ctx.write(&peers::kept_keepalived_file(&ctx.node.name, false), &normal, "0644")?;
+    if let Some(switch) = switch {
+        ctx.write(&peers::kept_keepalived_file(&ctx.node.name, true), &switch, "0644")?;
     }
     // keepalived reads its file again on every restart: a file that fails its test never
     // replaces a working one (`-e`: a missing file is an error, not an empty config).

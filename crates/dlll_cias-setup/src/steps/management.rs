@@ -103,7 +103,7 @@ pub fn save(ctx: &mut Ctx) -> Result<()> {
         ctx.write(&file(REGISTRY_FILE), &registry_text, "0644")?;
     }
     ctx.write(&file(SETTINGS_FILE), &ctx.settings.to_yaml()?, "0644")?;
-    ctx.write_secret(&file(SECRETS_FILE), &Secret::new(serde_yaml::to_string(&ctx.secrets)?))?;
+    ctx.write_secret(&file(SECRETS_FILE), &Secret::new(serde_yaml::to_string(&ctx.secrets)?), "0600")?;
     ctx.write(&record_file(&ctx.node.name).display().to_string(), &ctx.node.to_yaml(), "0644")?;
     if let Some(archive) = ctx.router_archive.clone() {
         let target =

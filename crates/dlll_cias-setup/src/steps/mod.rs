@@ -10,6 +10,7 @@ mod moosefs;
 mod report;
 mod router;
 mod system;
+mod trust;
 
 use std::time::Instant;
 
@@ -42,9 +43,20 @@ pub fn for_role(role: Role) -> Vec<Step> {
         step("management", "management directory /data/cias", management::save),
         step("hosts", "host names in /etc/hosts", system::hosts),
         step("network", "network: NICs bridged into vmbr0", system::network),
+        step("node-filter", "node filter: VRRP, MooseFS, corosync from the nodes only", trust::node_filter),
+    ]);
+    if !first {
+        steps.push(step("admission", "the members admit this node's address", trust::admission));
+    }
+    steps.extend([
         // A node joins the VRRP election only as a quorate cluster member: keepalived tracks
         // the quorum check, which fails on a node in no cluster.
         step("cluster", "Proxmox cluster", cluster::cluster),
+        step(
+            "guest-firewall",
+            "Proxmox VM firewall (VMs keep to their own addresses)",
+            trust::guest_firewall,
+        ),
         step("fence", "self-fencing service (quorum watch)", keepalived::fence),
         step("keepalived", "keepalived: VIPs and the takeover hook", keepalived::install),
         step("disks", "data disks for MooseFS", moosefs::disks),
@@ -69,6 +81,7 @@ pub fn for_role(role: Role) -> Vec<Step> {
     steps.extend([
         step("router-backup", "router backup and local copy (background)", router::backup),
         step("cron", "cron jobs", report::cron),
+        step("ssh-login", "root SSH login: key only, password from the nodes' network", trust::ssh_login),
         step("report", "report to the administrator", report::report),
     ]);
     steps

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use cias_core::disks::{self, LoopDevices, Verdict};
 use cias_core::host::NEW_FILE;
 use cias_core::paths::{MFS_MASTER_HOST, MFS_MOUNT};
-use cias_core::settings::DiskFilesystem;
+use cias_core::settings::{DiskFilesystem, Secret};
 use cias_core::templates::contexts::{moosefs_files, MooseFsContext};
 
 use crate::ctx::Ctx;
@@ -121,8 +121,16 @@ const MASTER_DROP_IN_DIR: &str = "/etc/systemd/system/moosefs-master.service.d";
 
 pub fn config(ctx: &mut Ctx) -> Result<()> {
     let mounts = ctx.node.disks.iter().map(PlannedDisk::mount_point).collect();
-    for file in moosefs_files(&ctx.templates, &MooseFsContext::new(&ctx.settings, mounts))? {
-        ctx.write(&file.path, &file.text, "0644")?;
+    let context = MooseFsContext::new(&ctx.settings, mounts, ctx.secrets.moosefs_password.clone());
+    for file in moosefs_files(&ctx.templates, &context)? {
+        match file.secret {
+            None => ctx.write(&file.path, &file.text, "0644")?,
+            Some(secret) => {
+                // write_secret_file adds a newline; mfsmount reads the first line.
+                ctx.write_secret(&file.path, &Secret::new(file.text.trim_end()), secret.mode)?;
+                ctx.run(&["chown", &format!("root:{}", secret.group), &file.path])?;
+            }
+        }
     }
     let drop_in = ctx.templates.render(
         "systemd/moosefs-master.override.conf.j2",

@@ -50,6 +50,15 @@ pub fn summary(ctx: &Ctx) -> String {
                 .join(", ")
         }
     ));
+    text.push_str(&format!(
+        "\nSecurity (SPEC section 8):\n\
+         - root logs in over SSH with a key only; with its password only from {nodes}\n  \
+           (where a new server joins from). Keep a key for root on your workstation.\n\
+         - VRRP, MooseFS and corosync are accepted only from the cluster's nodes (nftables table\n  \
+           inet dlll_cias); every VM may send only from its own address (Proxmox VM firewall).\n\
+         - MooseFS mounts need the cluster's password (secrets file, /etc/mfs/mfsmount.pass).\n",
+        nodes = cias_core::netplan::NodeKind::Pve.network()
+    ));
     text.push_str("\nSteps of this run:\n");
     for (title, took) in &ctx.timings {
         text.push_str(&format!("  {:>7.1}s  {title}\n", took.as_secs_f64()));

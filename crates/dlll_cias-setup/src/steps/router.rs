@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use cias_core::guest_firewall;
 use cias_core::host::{Command, DryRunHost, Host};
 use cias_core::paths::{BIN_DIR, MANAGEMENT_DIR};
 use cias_core::proxmox::pvesh::{self, VmResource};
@@ -55,6 +56,12 @@ pub fn restore(ctx: &mut Ctx) -> Result<()> {
                     .timeout(Duration::from_secs(3600)),
             )?;
         }
+    }
+    // Anti-spoofing before it first runs (SPEC section 8): it may claim no node's address.
+    let vm = [(ctx.node.name.clone(), 100)];
+    let (fixes, _) = guest_firewall::plan(&vm, &guest_firewall::observe(ctx.local.as_ref())?, &ctx.settings);
+    for fix in &fixes {
+        guest_firewall::apply(ctx.local.as_ref(), fix)?;
     }
     if router_vm(ctx)?.is_none_or(|vm| vm.status != "running") {
         ctx.run(&["qm", "start", VMID])?;

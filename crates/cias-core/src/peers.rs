@@ -1,0 +1,228 @@
+//! The cluster's nodes, as the filters that trust only them know them (SPEC section 8):
+//! keepalived sends and accepts adverts only to and from the other nodes (unicast peers), and
+//! each node's nftables table (`inet dlll_cias`) lets only them speak VRRP, MooseFS and
+//! corosync to it. Both follow the address registry: every node rewrites them when a node
+//! joins or leaves ([`apply_filter`], [`apply_keepalived`], run by `dlll_cias-watch peers`).
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::host::{ensure_file, Command, Host, HostError, NEW_FILE};
+use crate::netplan::{NodeKind, Registry};
+use crate::paths;
+use crate::settings::ClusterSettings;
+use crate::templates::contexts::{KeepalivedContext, KeepalivedMode, NeverMasterError};
+use crate::templates::{TemplateError, Templates};
+use crate::vrrp::Priority;
+
+/// The node filter's nftables file and the unit that loads it at boot.
+pub const FILTER_FILE: &str = "/etc/dlll-cias/firewall.nft";
+pub const FILTER_UNIT: &str = "dlll-cias-firewall.service";
+const FILTER_UNIT_FILE: &str = "/etc/systemd/system/dlll-cias-firewall.service";
+/// keepalived's active file, and the two kept in the node directory (the manual switch
+/// activates the second).
+pub const KEEPALIVED_FILE: &str = "/etc/keepalived/keepalived.conf";
+
+/// This node's address and the other nodes' (active registry entries), sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peers {
+    pub own: Ipv4Addr,
+    pub others: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeersError {
+    #[error("node {0} is not in the address registry: it is not (or no longer) a member")]
+    NotRegistered(String),
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    NeverMaster(#[from] NeverMasterError),
+}
+
+impl Peers {
+    /// From the registry: `node`'s own entry and every other node still in the cluster.
+    pub fn from_registry(registry: &Registry, node: &str) -> Result<Self, PeersError> {
+        let active: Vec<_> = registry.active(NodeKind::Pve).collect();
+        let own = active
+            .iter()
+            .find(|e| e.node_name.as_deref() == Some(node))
+            .map(|e| e.ip)
+            .ok_or_else(|| PeersError::NotRegistered(node.to_string()))?;
+        let mut others: Vec<Ipv4Addr> = active.iter().map(|e| e.ip).filter(|ip| *ip != own).collect();
+        others.sort_unstable();
+        Ok(Self { own, others })
+    }
+}
+
+/// What the node filter template needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilterContext {
+    pub node_name: String,
+    pub filter_file: &'static str,
+    pub filter_unit: &'static str,
+    /// Every node's address and the master VIP.
+    pub nodes: Vec<String>,
+    /// Who may open SSH from inside the internal network: the nodes' network and the router.
+    pub ssh_from: Vec<String>,
+    pub internal_network: String,
+}
+
+impl FilterContext {
+    pub fn new(settings: &ClusterSettings, node: &str, peers: &Peers) -> Self {
+        let mut nodes: Vec<Ipv4Addr> = peers.others.clone();
+        nodes.extend([peers.own, settings.internal.master_vip]);
+        nodes.sort_unstable();
+        nodes.dedup();
+        Self {
+            node_name: node.to_string(),
+            filter_file: FILTER_FILE,
+            filter_unit: FILTER_UNIT,
+            nodes: nodes.iter().map(ToString::to_string).collect(),
+            ssh_from: vec![NodeKind::Pve.network().to_string(), settings.internal.router_ip.to_string()],
+            internal_network: crate::netplan::INTERNAL_NETWORK.to_string(),
+        }
+    }
+}
+
+fn replace(host: &dyn Host, path: &str, text: &str, check: &[&str]) -> Result<bool, HostError> {
+    ensure_file(host, path, text, "0644", check)
+}
+
+/// Installs the node filter for `peers` and loads it (now and at every boot); true when the
+/// rules changed. A file nft refuses never replaces the loaded one.
+pub fn apply_filter(
+    host: &dyn Host,
+    templates: &Templates,
+    settings: &ClusterSettings,
+    node: &str,
+    peers: &Peers,
+) -> Result<bool, PeersError> {
+    let context = FilterContext::new(settings, node, peers);
+    let unit = templates.render("systemd/dlll-cias-firewall.service.j2", &context)?;
+    let rules = templates.render("nftables/dlll-cias.nft.j2", &context)?;
+    if replace(host, FILTER_UNIT_FILE, &unit, &[])? {
+        host.run(&Command::from_argv(&["systemctl", "daemon-reload"]))?;
+    }
+    let changed = replace(host, FILTER_FILE, &rules, &["nft", "-c", "-f", NEW_FILE])?;
+    host.run(&Command::from_argv(&["systemctl", "enable", "--quiet", FILTER_UNIT]))?;
+    // `restart`, not `start`: a oneshot that ran once stays "active" and would not load a change.
+    if changed
+        || !host.execute(&Command::query_argv(&["nft", "list", "table", "inet", "dlll_cias"]))?.success()
+    {
+        host.run(&Command::from_argv(&["systemctl", "restart", FILTER_UNIT]))?;
+    }
+    Ok(changed)
+}
+
+/// The keepalived files of `node` for `peers`: the normal one and, for a node that may be
+/// master, the manual-switch one.
+pub fn keepalived_files(
+    templates: &Templates,
+    settings: &ClusterSettings,
+    node: &str,
+    priority: Priority,
+    peers: &Peers,
+) -> Result<(String, Option<String>), PeersError> {
+    let render = |mode| -> Result<String, PeersError> {
+        let context = KeepalivedContext::new(settings, node, priority, mode, peers)?;
+        Ok(templates.render("keepalived/keepalived.conf.j2", &context)?)
+    };
+    let switch = if priority.can_be_master() { Some(render(KeepalivedMode::ManualSwitch)?) } else { None };
+    Ok((render(KeepalivedMode::Normal)?, switch))
+}
+
+/// Where the node directory keeps keepalived's normal and manual-switch files.
+pub fn kept_keepalived_file(node: &str, switch: bool) -> String {
+    let name = if switch { "keepalived-switch.conf" } else { "keepalived.conf" };
+    paths::node_dir(node).join(name).display().to_string()
+}
+
+/// Rewrites keepalived's files for `peers` and reloads a running keepalived (a reload keeps
+/// the instance's MASTER or BACKUP state). The active file is left alone while a manual
+/// switch runs on it. True when the active file changed.
+pub fn apply_keepalived(
+    host: &dyn Host,
+    templates: &Templates,
+    settings: &ClusterSettings,
+    node: &str,
+    priority: Priority,
+    peers: &Peers,
+) -> Result<bool, PeersError> {
+    let (normal, switch) = keepalived_files(templates, settings, node, priority, peers)?;
+    let kept_switch = kept_keepalived_file(node, true);
+    let active = host.execute(&Command::query_argv(&["cat", KEEPALIVED_FILE]))?.stdout;
+    let switching = host.execute(&Command::query_argv(&["cat", &kept_switch]))?.stdout == active;
+    replace(host, &kept_keepalived_file(node, false), &normal, &[])?;
+    if let Some(switch) = &switch {
+        replace(host, &kept_switch, switch, &[])?;
+    }
+    if switching && !active.is_empty() {
+        return Ok(false);
+    }
+    let test = ["keepalived", "-e", "--config-test", "--use-file", NEW_FILE];
+    let changed = replace(host, KEEPALIVED_FILE, &normal, &test)?;
+    let running = host.execute(&Command::query_argv(&["systemctl", "is-active", "--quiet", "keepalived"]))?;
+    if changed && running.success() {
+        host.run(&Command::from_argv(&["systemctl", "reload", "keepalived"]))?;
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        let mut r = Registry::default();
+        for name in ["pve1", "pve2", "pve3"] {
+            r.claim_for_node(name, NodeKind::Pve, "rack", "a", "example.com").unwrap();
+        }
+        r.retire("10.254.1.1").unwrap();
+        r
+    }
+
+    #[test]
+    fn peers_are_the_other_active_nodes() {
+        let peers = Peers::from_registry(&registry(), "pve3").unwrap();
+        assert_eq!(peers.own, Ipv4Addr::new(10, 254, 1, 2));
+        assert_eq!(peers.others, [Ipv4Addr::new(10, 254, 0, 1)]);
+        let err = Peers::from_registry(&registry(), "pve2").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "node pve2 is not in the address registry: it is not (or no longer) a member"
+        );
+    }
+
+    #[test]
+    fn the_filter_trusts_the_nodes_and_the_vip_only() {
+        let peers = Peers::from_registry(&registry(), "pve3").unwrap();
+        let context = FilterContext::new(&ClusterSettings::sample(), "pve3", &peers);
+        let text = Templates::shipped().render("nftables/dlll-cias.nft.j2", &context).unwrap();
+        assert!(text.contains("elements = { 10.254.0.1, 10.254.0.254, 10.254.1.2 }"), "{text}");
+        assert!(text.contains("elements = { 10.254.0.0/16, 10.0.0.254 }"), "{text}");
+        assert!(text.contains("ip protocol 112 ip saddr != @nodes drop"), "{text}");
+    }
+
+    #[test]
+    fn keepalived_speaks_unicast_to_the_other_nodes_and_multicast_alone() {
+        let settings = ClusterSettings::sample();
+        let peers = Peers::from_registry(&registry(), "pve3").unwrap();
+        let priority = Priority::new(50).unwrap();
+        let (normal, switch) =
+            keepalived_files(&Templates::shipped(), &settings, "pve3", priority, &peers).unwrap();
+        for text in [&normal, switch.as_ref().unwrap()] {
+            assert!(
+                text.contains("    unicast_src_ip 10.254.1.2\n    unicast_peer {\n        10.254.0.1\n    }\n    check_unicast_src\n"),
+                "{text}"
+            );
+        }
+        let alone = Peers { own: Ipv4Addr::new(10, 254, 0, 1), others: vec![] };
+        let (normal, _) =
+            keepalived_files(&Templates::shipped(), &settings, "pve1", priority, &alone).unwrap();
+        assert!(!normal.contains("unicast"), "{normal}");
+    }
+}
