@@ -20,6 +20,7 @@
 //! - [`takeover`]: what a new master does with the VMs, and when it is safe to.
 //! - [`placement`]: which node each VM goes to when VMs must move (escape, removal, takeover).
 //! - [`peers`]: the other nodes, for keepalived's unicast peers and each node's nftables filter.
+//! - [`shared_files`]: files on MooseFS used only while they match what their writer recorded.
 //! - [`paths`]: where things live on a node.
 //!
 //! This crate never prints and never exits: it returns typed errors and lets the binaries
@@ -51,6 +52,7 @@ pub mod registry_file;
 #[cfg(test)]
 mod scenario_log;
 pub mod settings;
+pub mod shared_files;
 pub mod state_file;
 pub mod takeover;
 pub mod templates;

@@ -24,6 +24,23 @@ const FILTER_UNIT_FILE: &str = "/etc/systemd/system/dlll-cias-firewall.service";
 /// activates the second).
 pub const KEEPALIVED_FILE: &str = "/etc/keepalived/keepalived.conf";
 
+/// The command that brings every online member's filters in line with the registry (run on a
+/// member after a node joined or left; each member's cron job does it within a minute anyway).
+pub fn refresh_all_command() -> Command {
+    Command::from_argv(&[&format!("{}/dlll_cias-watch", paths::BIN_DIR), "peers", "--all"])
+}
+
+/// Runs [`refresh_all_command`] on `member` after a node left; a failure is noted, not fatal
+/// (the members' cron jobs catch up within a minute).
+pub fn follow_registry(member: &dyn Host, tl: &mut crate::timeline::Timeline) {
+    match member.run(&refresh_all_command()) {
+        Ok(_) => tl.note("every member's keepalived peers and node filter follow the registry"),
+        Err(e) => tl.note(&format!(
+            "the members' filters were not all updated ({e}); their cron job does it within a minute"
+        )),
+    }
+}
+
 /// This node's address and the other nodes' (active registry entries), sorted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peers {
@@ -43,7 +60,23 @@ pub enum PeersError {
     NeverMaster(#[from] NeverMasterError),
 }
 
+/// The unicast peer of a node alone in its cluster: an address of the nodes' network the plan
+/// never hands out (only `10.254.0.1` of `10.254.0.x` is a node's). keepalived 2.2.7 re-enters
+/// BACKUP when a reload switches an instance between multicast and unicast, but keeps MASTER
+/// when only the peers change (measured); so a lone node is unicast from the start, and the
+/// first node to join is a mere peer change. Its adverts to this address reach nobody.
+pub const LONE_PEER: Ipv4Addr = Ipv4Addr::new(10, 254, 0, 2);
+
 impl Peers {
+    /// keepalived's unicast peers: the other nodes, or [`LONE_PEER`].
+    pub fn unicast(&self) -> Vec<Ipv4Addr> {
+        if self.others.is_empty() {
+            vec![LONE_PEER]
+        } else {
+            self.others.clone()
+        }
+    }
+
     /// From the registry: `node`'s own entry and every other node still in the cluster.
     pub fn from_registry(registry: &Registry, node: &str) -> Result<Self, PeersError> {
         let active: Vec<_> = registry.active(NodeKind::Pve).collect();
@@ -208,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn keepalived_speaks_unicast_to_the_other_nodes_and_multicast_alone() {
+    fn keepalived_speaks_unicast_to_the_other_nodes_and_to_nobody_alone() {
         let settings = ClusterSettings::sample();
         let peers = Peers::from_registry(&registry(), "pve3").unwrap();
         let priority = Priority::new(50).unwrap();
@@ -223,6 +256,6 @@ mod tests {
         let alone = Peers { own: Ipv4Addr::new(10, 254, 0, 1), others: vec![] };
         let (normal, _) =
             keepalived_files(&Templates::shipped(), &settings, "pve1", priority, &alone).unwrap();
-        assert!(!normal.contains("unicast"), "{normal}");
+        assert!(normal.contains("    unicast_peer {\n        10.254.0.2\n    }\n"), "{normal}");
     }
 }

@@ -6,6 +6,8 @@ use thiserror::Error;
 
 use crate::host::{swap_file, Command, Host, HostError};
 use crate::netplan::{Registry, RegistryEntry};
+use crate::paths::REGISTRY_FILE;
+use crate::shared_files::{self, SharedFileError};
 
 /// How often a change is made again when other writers changed the registry meanwhile.
 const ATTEMPTS: usize = 10;
@@ -18,6 +20,8 @@ pub enum RegistryFileError {
     Damaged(#[from] serde_yaml::Error),
     #[error("{path} on {host} kept changing under {ATTEMPTS} attempts; run the command again")]
     Busy { path: String, host: String },
+    #[error(transparent)]
+    Shared(#[from] SharedFileError),
 }
 
 /// Reads registry text (empty: no node yet).
@@ -44,7 +48,12 @@ where
     E: From<RegistryFileError>,
 {
     let io = |e: HostError| E::from(RegistryFileError::Host(e));
+    // The cluster's copy is used only as its last writer recorded it, and recorded again.
+    let shared = path == SHARED;
     for _ in 0..ATTEMPTS {
+        if shared {
+            shared_files::verify(host, REGISTRY_FILE).map_err(RegistryFileError::from)?;
+        }
         let read = if may_create
             && !host.execute(&Command::query_argv(&["test", "-f", path])).map_err(io)?.success()
         {
@@ -56,6 +65,9 @@ where
         change(&mut registry)?;
         let text = serde_yaml::to_string(&registry).map_err(RegistryFileError::from)?;
         if swap_file(host, path, &read, &text, "0644").map_err(io)? {
+            if shared {
+                shared_files::record(host, REGISTRY_FILE).map_err(io)?;
+            }
             return Ok(text);
         }
         tracing::info!(
@@ -69,11 +81,19 @@ where
 /// The cluster's registry (the master's copy on shared storage).
 pub const SHARED: &str = "/mnt/mfs/cias/registry.yaml";
 
+/// The text of registry `path` on `host`; the shared one only as its last writer recorded it.
+pub fn read_shared_if(host: &dyn Host, path: &str) -> Result<String, RegistryFileError> {
+    if path == SHARED {
+        shared_files::verify(host, REGISTRY_FILE)?;
+    }
+    Ok(host.run(&Command::query_argv(&["cat", path]))?.stdout)
+}
+
 /// Retires the node whose Proxmox node name is `node` in the registry `path` on `host`: its
 /// address and host name are never given out again. Returns its entry when this call retired
 /// it; `None` when the registry does not know it, or it was retired already.
 pub fn retire(host: &dyn Host, path: &str, node: &str) -> Result<Option<RegistryEntry>, RegistryFileError> {
-    let entry = parse(&host.run(&Command::query_argv(&["cat", path]))?.stdout)?.by_node_name(node).cloned();
+    let entry = parse(&read_shared_if(host, path)?)?.by_node_name(node).cloned();
     let Some(entry) = entry.filter(|e| !e.removed) else { return Ok(None) };
     update(host, path, false, |r: &mut Registry| {
         // Known to be there: it was read just before, and entries are never deleted.

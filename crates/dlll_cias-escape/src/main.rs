@@ -263,6 +263,7 @@ fn leave(ctx: &mut Ctx, view: &ClusterView, plan: &Plan) -> Result<()> {
     member.run(&Command::from_argv(&["pvecm", "delnode", &ctx.me]))?;
     member.run(&Command::from_argv(&["rm", "-rf", &format!("/etc/pve/nodes/{}", ctx.me)]))?;
     ctx.tl.note(&format!("{} deleted from the Proxmox cluster by {successor} (pvecm delnode)", ctx.me));
+    cias_core::peers::follow_registry(member.as_ref(), &mut ctx.tl);
     Ok(())
 }
 

@@ -310,6 +310,7 @@ fn retire(ctx: &mut Ctx, node: &str) -> Result<bool> {
         "{node}'s address {} and host name {} retired in the registry",
         entry.ip, entry.hostname
     ));
+    cias_core::peers::follow_registry(ctx.host.as_ref(), &mut ctx.tl);
     Ok(true)
 }
 

@@ -301,6 +301,7 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
                     .with_context(|| format!("the master ({vip}) refused the root password"))?;
                 let master = dry_run_wrapped(cli, session);
                 let read = |file: &str| -> Result<String> {
+                    cias_core::shared_files::verify(master.as_ref(), file)?;
                     Ok(master
                         .run(&cias_core::host::Command::query_argv(&[
                             "cat",

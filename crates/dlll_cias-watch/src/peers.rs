@@ -15,15 +15,15 @@ use cias_core::settings::ClusterSettings;
 use cias_core::templates::Templates;
 use cias_core::{members, paths};
 
-/// The cluster's registry: the shared copy while MooseFS is mounted, else this node's own.
+/// The cluster's registry: the shared copy while MooseFS is mounted (only as its last writer
+/// recorded it), else this node's own.
 fn registry_text(host: &dyn Host) -> Result<String> {
-    let dir = if is_mounted(host, paths::MFS_MOUNT)? {
-        paths::SHARED_MANAGEMENT_DIR
+    let path = if is_mounted(host, paths::MFS_MOUNT)? {
+        registry_file::SHARED.to_string()
     } else {
-        paths::MANAGEMENT_DIR
+        format!("{}/{}", paths::MANAGEMENT_DIR, paths::REGISTRY_FILE)
     };
-    let file = format!("{dir}/{}", paths::REGISTRY_FILE);
-    Ok(host.run(&Command::query_argv(&["cat", &file]))?.stdout)
+    Ok(registry_file::read_shared_if(host, &path)?)
 }
 
 /// Brings this node's filters in line with the registry; logs what changed.

@@ -41,7 +41,7 @@ pub struct KeepalivedContext {
     pub quorum_check: Option<String>,
     /// This node's address, the source of its unicast adverts.
     pub unicast_src_ip: String,
-    /// The other nodes' addresses (empty: alone, multicast).
+    /// The other nodes' addresses ([`crate::peers::LONE_PEER`] when alone).
     pub unicast_peers: Vec<String>,
 }
 
@@ -80,7 +80,7 @@ impl KeepalivedContext {
             notify_demoted: format!("{}/dlll_cias-fence demoted", paths::BIN_DIR),
             quorum_check: Some(format!("{}/dlll_cias-fence check", paths::BIN_DIR)),
             unicast_src_ip: peers.own.to_string(),
-            unicast_peers: peers.others.iter().map(ToString::to_string).collect(),
+            unicast_peers: peers.unicast().iter().map(ToString::to_string).collect(),
         })
     }
 }
@@ -99,14 +99,12 @@ pub struct MooseFsContext {
     /// The password every mount needs (in mfsexports.cfg; `None` on clusters installed without).
     #[serde(skip)]
     pub password: Option<Secret>,
-    /// Shown to templates: the export password, only while rendering mfsexports.cfg.
-    pub exports_password: Option<String>,
-    /// Where mfsmount reads the password from (mode 0600).
-    pub password_file: Option<String>,
+    /// Shown to templates: the password, only while rendering the files that hold it
+    /// (mfsexports.cfg, and mfsmount.cfg: mfsmount 3.0.117's `mfspassfile` refuses a right
+    /// password, measured in the lab, while `mfspassword` in its config file works and shows
+    /// on no command line).
+    pub password_text: Option<String>,
 }
-
-/// Where mfsmount reads the cluster's MooseFS password (first line, file mode 0600).
-pub const MOUNT_PASSWORD_FILE: &str = "/etc/mfs/mfsmount.pass";
 
 impl MooseFsContext {
     pub fn new(settings: &ClusterSettings, disks: Vec<String>, password: Option<Secret>) -> Self {
@@ -118,9 +116,8 @@ impl MooseFsContext {
             reconnection_delay_secs: settings.moosefs.reconnection_delay_secs,
             mount_point: paths::MFS_MOUNT.to_string(),
             disks,
-            password_file: password.is_some().then(|| MOUNT_PASSWORD_FILE.to_string()),
             password,
-            exports_password: None,
+            password_text: None,
         }
     }
 }
@@ -197,29 +194,25 @@ pub fn moosefs_files(
     templates: &Templates,
     ctx: &MooseFsContext,
 ) -> Result<Vec<RenderedFile>, TemplateError> {
-    let mut files: Vec<RenderedFile> =
-        ["mfsmaster", "mfsexports", "mfsmetalogger", "mfschunkserver", "mfshdd", "mfsmount"]
-            .into_iter()
-            .map(|name| {
-                let secret = name == "mfsexports" && ctx.password.is_some();
-                let mut context = ctx.clone();
-                if secret {
-                    context.exports_password = ctx.password.as_ref().map(|p| p.expose().to_string());
-                }
-                Ok(RenderedFile {
-                    path: format!("{}/{name}.cfg", ctx.config_dir),
-                    text: templates.render(&format!("moosefs/{name}.cfg.j2"), &context)?,
-                    // mfsmaster reads its exports as user mfs.
-                    secret: secret.then_some(SecretFile { mode: "0640", group: "mfs" }),
-                })
+    ["mfsmaster", "mfsexports", "mfsmetalogger", "mfschunkserver", "mfshdd", "mfsmount"]
+        .into_iter()
+        .map(|name| {
+            let secret = match name {
+                _ if ctx.password.is_none() => None,
+                // mfsmaster reads its exports as user mfs.
+                "mfsexports" => Some(SecretFile { mode: "0640", group: "mfs" }),
+                "mfsmount" => Some(SecretFile { mode: "0600", group: "root" }),
+                _ => None,
+            };
+            let mut context = ctx.clone();
+            if secret.is_some() {
+                context.password_text = ctx.password.as_ref().map(|p| p.expose().to_string());
+            }
+            Ok(RenderedFile {
+                path: format!("{}/{name}.cfg", ctx.config_dir),
+                text: templates.render(&format!("moosefs/{name}.cfg.j2"), &context)?,
+                secret,
             })
-            .collect::<Result<_, TemplateError>>()?;
-    if let (Some(password), Some(file)) = (&ctx.password, &ctx.password_file) {
-        files.push(RenderedFile {
-            path: file.clone(),
-            text: password.expose().to_string(),
-            secret: Some(SecretFile { mode: "0600", group: "root" }),
-        });
-    }
-    Ok(files)
+        })
+        .collect()
 }

@@ -89,8 +89,7 @@ fn moosefs_files() {
             "/etc/mfs/mfsmetalogger.cfg",
             "/etc/mfs/mfschunkserver.cfg",
             "/etc/mfs/mfshdd.cfg",
-            "/etc/mfs/mfsmount.cfg",
-            "/etc/mfs/mfsmount.pass"
+            "/etc/mfs/mfsmount.cfg"
         ]
     );
     // The password is only in the files that must hold it, and they are private.
@@ -99,11 +98,11 @@ fn moosefs_files() {
         .map(|f| (f.path.as_str(), f.secret.map(|s| s.mode)))
         .filter(|(_, s)| s.is_some())
         .collect();
-    assert_eq!(secret, [("/etc/mfs/mfsexports.cfg", Some("0640")), ("/etc/mfs/mfsmount.pass", Some("0600"))]);
+    assert_eq!(secret, [("/etc/mfs/mfsexports.cfg", Some("0640")), ("/etc/mfs/mfsmount.cfg", Some("0600"))]);
     for file in files.iter().filter(|f| f.secret.is_none()) {
         assert!(!file.text.contains("0123abcd"), "{}", file.path);
     }
-    for file in files.iter().filter(|f| !f.path.ends_with(".pass")) {
+    for file in &files {
         insta::assert_snapshot!(file.path.trim_start_matches("/etc/mfs/").to_string(), file.text);
     }
 }

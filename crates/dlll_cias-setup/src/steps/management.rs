@@ -6,8 +6,8 @@ use anyhow::{bail, Context, Result};
 use cias_core::host::{address_owner, Command, Host};
 use cias_core::netplan::{NodeKind, Registry};
 use cias_core::paths::{MANAGEMENT_DIR, REGISTRY_FILE, SECRETS_FILE, SETTINGS_FILE, SHARED_MANAGEMENT_DIR};
-use cias_core::registry_file;
 use cias_core::settings::Secret;
+use cias_core::{registry_file, shared_files};
 
 use crate::ctx::Ctx;
 use crate::node::{node_dir, record_file, Role};
@@ -123,13 +123,25 @@ pub fn mirror(ctx: &mut Ctx) -> Result<()> {
     match ctx.node.role {
         Role::First => {
             ctx.run(&["cp", "-a", &format!("{MANAGEMENT_DIR}/."), &format!("{SHARED_MANAGEMENT_DIR}/")])?;
+            for relative in shared_files::managed(ctx.local.as_ref())? {
+                shared_files::record(ctx.local.as_ref(), &relative)?;
+            }
         }
         Role::Extension => {
-            let take_shared = format!(
-                "find {SHARED_MANAGEMENT_DIR} -mindepth 1 -maxdepth 1 ! -name router ! -name nodes \
-                 -exec cp -a -n {{}} {MANAGEMENT_DIR}/ \\;"
-            );
-            ctx.run(&["sh", "-c", &take_shared])?;
+            // Only what the cluster's writers recorded (a template planted on MooseFS would be
+            // rendered into this node's configs); what this node already has stays.
+            for relative in shared_files::managed(ctx.local.as_ref())? {
+                shared_files::verify(ctx.local.as_ref(), &relative)?;
+                ctx.run(&[
+                    "sh",
+                    "-c",
+                    "[ -e \"$2/$3\" ] || install -D -m 0600 \"$1/$3\" \"$2/$3\"",
+                    "sh",
+                    SHARED_MANAGEMENT_DIR,
+                    MANAGEMENT_DIR,
+                    &relative,
+                ])?;
+            }
             publish_node_dir(ctx)?;
         }
     }

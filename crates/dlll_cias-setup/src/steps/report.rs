@@ -56,7 +56,7 @@ pub fn summary(ctx: &Ctx) -> String {
            (where a new server joins from). Keep a key for root on your workstation.\n\
          - VRRP, MooseFS and corosync are accepted only from the cluster's nodes (nftables table\n  \
            inet dlll_cias); every VM may send only from its own address (Proxmox VM firewall).\n\
-         - MooseFS mounts need the cluster's password (secrets file, /etc/mfs/mfsmount.pass).\n",
+         - MooseFS mounts need the cluster's password (secrets file; /etc/mfs/mfsmount.cfg, mode 0600).\n",
         nodes = cias_core::netplan::NodeKind::Pve.network()
     ));
     text.push_str("\nSteps of this run:\n");

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use cias_core::guest_firewall;
 use cias_core::host::{Command, NEW_FILE};
 use cias_core::netplan::NodeKind;
-use cias_core::paths::{BIN_DIR, MANAGEMENT_DIR, REGISTRY_FILE};
+use cias_core::paths::{MANAGEMENT_DIR, REGISTRY_FILE};
 use cias_core::peers::{self, Peers};
 use cias_core::registry_file;
 
@@ -35,9 +35,8 @@ pub fn node_filter(ctx: &mut Ctx) -> Result<()> {
 /// Before joining: every member's filter and keepalived learn this node's address (the master
 /// asks them all), so its corosync, VRRP and MooseFS traffic is let in.
 pub fn admission(ctx: &mut Ctx) -> Result<()> {
-    let watch = format!("{BIN_DIR}/dlll_cias-watch");
     ctx.master()?
-        .run(&Command::from_argv(&[&watch, "peers", "--all"]))
+        .run(&peers::refresh_all_command())
         .context("the cluster's members could not admit this node's address")?;
     Ok(())
 }
