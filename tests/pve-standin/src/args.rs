@@ -12,7 +12,7 @@ pub struct Args {
 
 /// Options that take no value (flags given alone mean 1).
 const FLAGS: &[&str] =
-    &["online", "force", "unique", "with-local-disks", "silent", "noproxy", "all", "skiplock"];
+    &["online", "force", "unique", "with-local-disks", "silent", "noproxy", "all", "skiplock", "debug"];
 
 impl Args {
     pub fn parse(raw: &[String]) -> Result<Self> {

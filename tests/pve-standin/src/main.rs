@@ -2,7 +2,9 @@
 //!
 //! One multi-call binary: installed as `pvecm`, `pvesh`, `qm`, `qmrestore`, `vzdump`, `pvesm`,
 //! `pveversion` and ifupdown2's `ifreload`, it answers with the formats, exit codes and error
-//! texts of the real tools (see `shared/reference/proxmox-cli.md`). As `watchdog-mux` it is
+//! texts of the real tools (see `shared/reference/proxmox-cli.md`). As `pve-firewall` it is the
+//! VM firewall's anti-spoofing part, in nftables ([`firewall`]). A running VM's NICs are veth
+//! pairs into a network namespace `vm<vmid>` ([`nic`]). As `watchdog-mux` it is
 //! the node's watchdog multiplexer, whose expiry powers the lab node off. `pve-standin heartbeat` is
 //! the per-node membership service that gives the cluster real quorum from the lab network;
 //! `pve-standin vm-run VMID` is a running VM; `pve-standin make-router-archive PATH` writes the
@@ -12,8 +14,12 @@
 
 mod args;
 mod cluster;
+mod firewall;
+mod fwcompile;
+mod fwconf;
 mod heartbeat;
 mod ifreload;
+mod nic;
 mod output;
 mod pvecm;
 mod pvesh;
@@ -99,6 +105,7 @@ fn main() -> ExitCode {
         "task-done" => task::done(&env, rest),
         "router-call" => router::call(&env, rest),
         "ifreload" => ifreload::main(rest),
+        "pve-firewall" => firewall::main(&env, rest),
         "watchdog-mux" => watchdog_mux::run(),
         "softdog" => softdog::run(rest),
         "make-router-archive" => storage::make_router_archive(rest),

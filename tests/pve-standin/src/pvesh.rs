@@ -240,15 +240,7 @@ fn set_vm_config(env: &Env, node: &str, vmid: &str, args: &Args) -> Result<()> {
     let vmid: u32 =
         vmid.parse().map_err(|_| crate::args::param_error("vmid", "type check ('integer') failed"))?;
     let mut config = vmconf::load(env, node, vmid)?;
-    for (k, v) in args.options.iter().filter(|(k, _)| *k != "output-format") {
-        if k == "delete" {
-            v.split(',').for_each(|d| {
-                config.remove(d.trim());
-            });
-        } else {
-            config.insert(k.clone(), v.clone());
-        }
-    }
+    vmconf::apply_options(&mut config, &args.options)?;
     vmconf::save(env, node, vmid, &config)
 }
 

@@ -46,15 +46,7 @@ pub fn main(env: &Env, raw: &[String]) -> Result<u8> {
         }
         "set" => {
             let mut config = local(env, vmid)?;
-            for (k, v) in &args.options {
-                if k == "delete" {
-                    v.split(',').for_each(|d| {
-                        config.remove(d.trim());
-                    });
-                } else if k != "skiplock" {
-                    config.insert(k.clone(), v.clone());
-                }
-            }
+            vmconf::apply_options(&mut config, &args.options)?;
             vmconf::save(env, &env.node, vmid, &config)?;
             Ok(0)
         }
@@ -108,9 +100,7 @@ fn create(env: &Env, vmid: u32, args: &Args) -> Result<u8> {
         .map_err(|f| Failure::die(format!("unable to create VM {vmid} - {}", f.message)))?;
     env.require_quorum()?;
     let mut config = vmconf::VmConfig::new();
-    for (k, v) in &args.options {
-        config.insert(k.clone(), v.clone());
-    }
+    vmconf::apply_options(&mut config, &args.options)?;
     if let Some(spec) = args.opt("scsi0") {
         let (storage, size) = spec.split_once(':').ok_or_else(|| param_error("scsi0", "invalid format"))?;
         let size_gb: u64 =

@@ -1,6 +1,7 @@
 //! The router VM (VMID 100, Zentyal in production). While it runs on a node it owns the LAN
-//! address 10.0.0.254 in a network namespace of its own, plugged into the node's `vmbr0` like
-//! a VM's tap device, and an SSH server answers there with the factory login `cias`.
+//! address 10.0.0.254 on its first NIC (`eth0` in namespace `vm100`, plugged by [`nic`] like
+//! every VM's, so the VM firewall filters it as any other), and an SSH server answers there
+//! with the factory login `cias`.
 //!
 //! The router's scripts (`create_user.sh`, `setup_ip_proxmox.sh`, `setup_ip_nas.sh`,
 //! `setup_ip_vm.sh`, `dev_clean.sh`, and `change_password.sh`, which reads the new password on
@@ -14,14 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::cluster::{now_ms, Env};
-use crate::{Failure, Result};
+use crate::{nic, Failure, Result};
 
 pub const VMID: u32 = 100;
 const ADDRESS: &str = "10.0.0.254/8";
 const LOGIN: &str = "cias";
 const FACTORY_PASSWORD: &str = "dlll@nccu";
-const NETNS: &str = "vm100";
-const TAP: &str = "tap100i0";
 pub const MAC: &str = "02:ca:5e:ff:01:00";
 /// Scripts that read a password on stdin (never on their command line).
 const READS_SECRET: &[&str] = &["change_password.sh", "create_user.sh"];
@@ -53,24 +52,8 @@ fn append(disk: &Path, line: &str) -> Result<()> {
     Ok(())
 }
 
-/// The VM's NIC needs the node's bridge, as in Proxmox. (Asked through `ip`: `/sys/class/net`
-/// may show another network namespace inside a container.)
-pub fn require_bridge() -> Result<()> {
-    let found = Command::new("ip")
-        .args(["link", "show", "vmbr0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    if found.success() {
-        Ok(())
-    } else {
-        Err(Failure::die("bridge 'vmbr0' does not exist"))
-    }
-}
-
-/// Brings the router's network and SSH server up on this node.
+/// Brings the router's address and SSH server up on its plugged NIC ([`nic::plug`]).
 pub fn start(env: &Env, disk: &Path) -> Result<()> {
-    require_bridge()?;
     let dir = state_dir(env);
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("disk"), disk.to_string_lossy().as_bytes())?;
@@ -115,17 +98,13 @@ pub fn start(env: &Env, disk: &Path) -> Result<()> {
         }
     }
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    // The VM's NIC: a veth pair, one end on vmbr0, the other in the VM's namespace.
-    let _ = sh(&["ip", "netns", "del", NETNS]);
-    sh(&["ip", "netns", "add", NETNS])?;
-    // A fixed MAC, as a VM's NIC has, so ARP caches stay right when the VM moves.
-    sh(&["ip", "link", "add", TAP, "type", "veth", "peer", "name", "eth0", "address", MAC, "netns", NETNS])?;
-    sh(&["ip", "link", "set", TAP, "master", "vmbr0", "up"])?;
-    sh(&["ip", "-n", NETNS, "addr", "add", ADDRESS, "dev", "eth0"])?;
-    sh(&["ip", "-n", NETNS, "link", "set", "eth0", "up"])?;
-    sh(&["ip", "-n", NETNS, "link", "set", "lo", "up"])?;
-    // One frame out teaches the bridges where the VM is now (a booting VM does the same).
-    let _ = sh(&["ip", "netns", "exec", NETNS, "ping", "-b", "-c", "1", "-W", "1", "10.255.255.255"]);
+    // Zentyal's own LAN address on its first NIC (a cloud-init `ipconfig0` may have set it).
+    let netns = nic::netns(VMID);
+    let addresses =
+        Command::new("ip").args(["-n", &netns, "-o", "-4", "addr", "show", "dev", "eth0"]).output()?;
+    if !String::from_utf8_lossy(&addresses.stdout).contains(&format!(" {ADDRESS} ")) {
+        sh(&["ip", "-n", &netns, "addr", "add", ADDRESS, "dev", "eth0"])?;
+    }
     let config = dir.join("sshd_config");
     std::fs::write(
         &config,
@@ -139,16 +118,14 @@ pub fn start(env: &Env, disk: &Path) -> Result<()> {
         ),
     )?;
     std::fs::create_dir_all("/run/sshd")?;
-    sh(&["ip", "netns", "exec", NETNS, "/usr/sbin/sshd", "-f", &config.to_string_lossy()])
+    sh(&["ip", "netns", "exec", &netns, "/usr/sbin/sshd", "-f", &config.to_string_lossy()])
 }
 
-/// Takes the router's network and SSH server down (after its VM process stopped).
+/// Takes the router's SSH server down (after its VM process stopped; [`nic::unplug`] follows).
 pub fn stop(env: &Env) {
     if let Ok(pid) = std::fs::read_to_string(state_dir(env).join("sshd.pid")) {
         let _ = sh(&["kill", pid.trim()]);
     }
-    let _ = sh(&["ip", "netns", "del", NETNS]);
-    let _ = sh(&["ip", "link", "del", TAP]);
 }
 
 fn set_password(user_and_password: &str) -> Result<()> {

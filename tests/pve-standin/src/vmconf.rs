@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::args::param_error;
 use crate::cluster::Env;
-use crate::{storage, Failure, Result};
+use crate::{nic, storage, Failure, Result};
 
 pub type VmConfig = BTreeMap<String, String>;
 
@@ -34,6 +35,32 @@ pub fn owner(env: &Env, vmid: u32) -> Result<Option<String>> {
 
 pub fn path(env: &Env, node: &str, vmid: u32) -> PathBuf {
     env.qemu_dir(node).join(format!("{vmid}.conf"))
+}
+
+/// Applies `qm set`/`qm create` options (`--delete a,b` removes keys): a `netN` value is
+/// checked and stored as qemu-server writes it, with a generated MAC if it has none.
+pub fn apply_options<'a>(
+    config: &mut VmConfig,
+    options: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<()> {
+    for (key, value) in options {
+        match key.as_str() {
+            "delete" => value.split(',').for_each(|d| {
+                config.remove(d.trim());
+            }),
+            "skiplock" | "output-format" => {}
+            net if net
+                .strip_prefix("net")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                config.insert(key.clone(), nic::with_mac(value).map_err(|e| param_error(key, &e))?);
+            }
+            _ => {
+                config.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads VMID's config on `node`, with the real tool's error when it is not there.

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cluster::{now_ms, Env};
-use crate::{router, vmconf, Failure, Result};
+use crate::{nic, router, vmconf, Failure, Result};
 
 fn pid_file(env: &Env, vmid: u32) -> PathBuf {
     env.pids.join(format!("{vmid}.pid"))
@@ -39,8 +39,10 @@ pub fn start(env: &Env, vmid: u32) -> Result<()> {
     if running(env, vmid).is_some() {
         return Err(Failure::die(format!("VM {vmid} already running")));
     }
-    if vmid == router::VMID {
-        router::require_bridge()?;
+    let config = vmconf::load(env, &env.node, vmid)?;
+    nic::require_bridges(&config)?;
+    if vmid == router::VMID && nic::nets(&config).is_empty() {
+        return Err(Failure::die("VM 100 (the router) has no net0: it needs its LAN NIC"));
     }
     let exe = std::env::current_exe()?;
     let exe = exe.to_string_lossy();
@@ -84,10 +86,16 @@ pub fn stop(env: &Env, vmid: u32) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = std::fs::remove_file(pid_file(env, vmid));
+    unplug(env, vmid);
+    Ok(())
+}
+
+/// What goes away with the VM process: the router's services, the NICs.
+fn unplug(env: &Env, vmid: u32) {
     if vmid == router::VMID {
         router::stop(env);
     }
-    Ok(())
+    nic::unplug(vmid);
 }
 
 /// `pve-standin vm-cleanup VMID`: what goes away with a VM process (its unit's ExecStopPost).
@@ -96,9 +104,7 @@ pub fn cleanup(env: &Env, args: &[String]) -> Result<u8> {
         args.first().and_then(|a| a.parse().ok()).ok_or_else(|| Failure::die("usage: vm-cleanup VMID"))?;
     if running(env, vmid).is_none() {
         let _ = std::fs::remove_file(pid_file(env, vmid));
-        if vmid == router::VMID {
-            router::stop(env);
-        }
+        unplug(env, vmid);
     }
     Ok(0)
 }
@@ -114,9 +120,11 @@ pub fn run(env: &Env, args: &[String]) -> Result<u8> {
     if let Some(dir) = disk.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    nic::plug(env, vmid, &config)?;
     if vmid == router::VMID {
         router::start(env, &disk)?;
     }
+    nic::announce(vmid);
     let mut counter = last_counter(&disk, vmid);
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&disk)?;
     std::fs::create_dir_all(&env.pids)?;
