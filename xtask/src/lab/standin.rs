@@ -1,6 +1,7 @@
 //! Installing the Proxmox stand-in (`tests/pve-standin`) into lab nodes: the binary, a wrapper
-//! under each real tool name, the router VM's scripts, and the membership (heartbeat) service
-//! started by the node's systemd. With it, a lab node is a Proxmox VE node to the toolkit.
+//! under each real tool name, the router VM's scripts, the membership (heartbeat) service and
+//! the VM firewall service (`pve-firewall`, which needs nftables' `nft`) started by the node's
+//! systemd. With it, a lab node is a Proxmox VE node to the toolkit.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,8 @@ use super::{ExtraFile, Lab};
 use anyhow::{Context, Result};
 
 /// The Proxmox tools the stand-in answers as, where Proxmox VE has them (ifupdown2's
-/// `ifreload` and pve-ha-manager's `watchdog-mux` are in `/usr/sbin`, the others in `/usr/bin`).
+/// `ifreload`, pve-ha-manager's `watchdog-mux` and `pve-firewall` are in `/usr/sbin`, the others
+/// in `/usr/bin`).
 pub const TOOLS: &[&str] = &[
     "/usr/bin/pvecm",
     "/usr/bin/pvesh",
@@ -21,7 +23,14 @@ pub const TOOLS: &[&str] = &[
     "/usr/bin/pveversion",
     "/usr/sbin/ifreload",
     "/usr/sbin/watchdog-mux",
+    "/usr/sbin/pve-firewall",
 ];
+/// nftables as Proxmox VE 8 has it installed (its VM firewall stand-in loads its table with
+/// `nft`). The node rootfs lacks the package: its program and the two libraries of it the rootfs
+/// does not already hold are copied from this machine (Debian 12 too, nftables in
+/// `prereqs::LAB_PACKAGES`).
+const NFT_PROGRAM: &str = "/usr/sbin/nft";
+const NFT_LIBRARIES: &[&str] = &["libnftables.so.1", "libjansson.so.4"];
 /// root's password on every node: Proxmox's installer sets one and lets root log in with it
 /// over SSH, which is how a new node first reaches the master (and what `pvecm add` asks).
 pub const ROOT_PASSWORD: &str = "labpassword";
@@ -68,6 +77,7 @@ pub fn extra_files(staging: &Path) -> Result<Vec<ExtraFile>> {
          PermitRootLogin yes\nPasswordAuthentication yes\n",
     )?;
     files.push(ExtraFile { source: sshd, dest: SSHD_DROP_IN.into(), mode: 0o644 });
+    files.extend(nft_files()?);
     for script in ROUTER_SCRIPTS {
         let wrapper = staging.join(script);
         std::fs::write(&wrapper, format!("#!/bin/sh\nexec {BINARY_IN_NODE} router-call {script} \"$@\"\n"))?;
@@ -81,6 +91,7 @@ pub fn extra_files(staging: &Path) -> Result<Vec<ExtraFile>> {
     for (name, content) in [
         (HEARTBEAT_UNIT, heartbeat.as_str()),
         (WATCHDOG_UNIT, WATCHDOG_MUX_UNIT),
+        (FIREWALL_UNIT, PVE_FIREWALL_UNIT),
         ("networking.service", NETWORKING_UNIT),
     ] {
         let unit = staging.join(name);
@@ -89,6 +100,37 @@ pub fn extra_files(staging: &Path) -> Result<Vec<ExtraFile>> {
     }
     Ok(files)
 }
+
+/// `nft` and the libraries it needs that a node lacks, where `ldd` finds them here.
+fn nft_files() -> Result<Vec<ExtraFile>> {
+    let ldd = duct::cmd!("ldd", NFT_PROGRAM)
+        .read()
+        .with_context(|| format!("ldd {NFT_PROGRAM} (is nftables installed?)"))?;
+    let mut files = vec![ExtraFile { source: NFT_PROGRAM.into(), dest: NFT_PROGRAM.into(), mode: 0o755 }];
+    for library in NFT_LIBRARIES {
+        let found = ldd
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{library} => "))?.split(' ').next())
+            .with_context(|| format!("ldd {NFT_PROGRAM} does not list {library}"))?;
+        // The file itself, under its soname, in the node's /usr/lib (merged /usr).
+        let source = std::fs::canonicalize(found)?;
+        let dir = source.parent().context("a library has a directory")?.to_string_lossy().into_owned();
+        files.push(ExtraFile { source, dest: format!("{dir}/{library}"), mode: 0o644 });
+    }
+    Ok(files)
+}
+
+/// pve-firewall's unit as Proxmox VE ships it (`debian/pve-firewall.service`): `start` forks
+/// the daemon, which writes the PIDFile; `stop` removes the node's table.
+const PVE_FIREWALL_UNIT: &str = "[Unit]\nDescription=Proxmox VE firewall (stand-in)\n\
+    ConditionPathExists=/usr/sbin/pve-firewall\nAfter=network.target\nDefaultDependencies=no\n\
+    Before=shutdown.target\nConflicts=shutdown.target\n\n\
+    [Service]\nExecStart=/usr/sbin/pve-firewall start\nExecStop=/usr/sbin/pve-firewall stop\n\
+    ExecReload=/usr/sbin/pve-firewall restart\nPIDFile=/run/pve-firewall.pid\nType=forking\n\n\
+    [Install]\nWantedBy=multi-user.target\n";
+
+/// The VM firewall's unit; [`enable`] starts it now and at every boot.
+pub const FIREWALL_UNIT: &str = "pve-firewall.service";
 
 /// ifupdown2's boot unit as Proxmox VE has it: every boot raises what /etc/network/interfaces
 /// lists (the installer's vmbr0 after setup), so a power cycle brings a node back as it was.
@@ -111,10 +153,10 @@ pub const WATCHDOG_UNIT: &str = "watchdog-mux.service";
 /// The membership service's unit; [`enable`] starts it now and at every boot.
 pub const HEARTBEAT_UNIT: &str = "pve-standin-heartbeat.service";
 
-/// Enables and starts the membership service and the watchdog multiplexer in every node (a unit
-/// file copied into a `.wants` directory is not enough: systemd wants a symlink there), gives
-/// root its password (sshd already started with `SSHD_DROP_IN`, copied before the boot), writes
-/// the node's `/etc/network/interfaces` and enables its boot-time use.
+/// Enables and starts the membership service, the watchdog multiplexer and the VM firewall in
+/// every node (a unit file copied into a `.wants` directory is not enough: systemd wants a
+/// symlink there), gives root its password (sshd already started with `SSHD_DROP_IN`, copied
+/// before the boot), writes the node's `/etc/network/interfaces` and enables its boot-time use.
 pub fn enable(lab: &Lab) -> Result<()> {
     for &node in lab.nodes() {
         let interfaces = in_node(node, "/etc/network/interfaces");
@@ -124,7 +166,7 @@ pub fn enable(lab: &Lab) -> Result<()> {
         lab.sh(
             node,
             &format!(
-                "systemctl enable --now {HEARTBEAT_UNIT} {WATCHDOG_UNIT} && \
+                "systemctl enable --now {HEARTBEAT_UNIT} {WATCHDOG_UNIT} {FIREWALL_UNIT} && \
                  systemctl enable --quiet networking.service && \
                  echo 'root:{ROOT_PASSWORD}' | chpasswd"
             ),
