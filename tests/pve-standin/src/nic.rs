@@ -76,8 +76,7 @@ pub fn parse_net(value: &str) -> std::result::Result<Net, String> {
             model = val.map(str::to_string);
         } else if key == "macaddr" && val.is_some() {
             mac = val.map(str::to_string);
-        } else if KEYS.contains(&key) && val.is_some() {
-            let val = val.unwrap_or_default();
+        } else if let Some(val) = val.filter(|_| KEYS.contains(&key)) {
             let val = if BOOLEANS.contains(&key) {
                 boolean(val).ok_or(format!("{key}: type check ('boolean') failed - got '{val}'"))?
             } else {
