@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use ipnet::{Ipv4Net, Ipv4Subnets};
+
 use crate::host::{ensure_file, Command, Host, HostError};
 use crate::netplan::vmid::ROUTER_VMID;
 use crate::netplan::{PlanError, Vmid, DHCP_SECOND_OCTET, INTERNAL_NETWORK};
@@ -45,13 +47,16 @@ pub fn vm_file(vmid: u32) -> String {
 /// VM `vmid`'s firewall file: its NIC sends only from its MAC and its plan address (and a
 /// temporary DHCP address, which the router hands out before a VM is configured). The router
 /// (VMID 100) forwards the internet's traffic to the VMs, so it may send from any address
-/// outside the internal network, and inside it only from its own.
+/// outside the internal network, and inside it only from its own. No `!` (nomatch) entries:
+/// pve-firewall lets a NIC's ARP claim every entry of the set, nomatch ones included
+/// (`generate_tap_layer2filter`), so the outside is listed as the networks around 10.0.0.0/8.
 pub fn vm_text(vmid: u32, settings: &ClusterSettings) -> Result<String, PlanError> {
     let ipset = if vmid == ROUTER_VMID {
-        let router = settings.internal.router_ip;
+        let mut entries = vec![settings.internal.router_ip.to_string()];
+        entries.extend(outside(INTERNAL_NETWORK).iter().map(ToString::to_string));
         format!(
-            "[IPSET ipfilter-net0] # the router: its own address, nothing else of {INTERNAL_NETWORK}\n\
-             {router}\n!{INTERNAL_NETWORK}\n0.0.0.0/1\n128.0.0.0/1\n"
+            "[IPSET ipfilter-net0] # the router: its own address, nothing else of {INTERNAL_NETWORK}\n{}\n",
+            entries.join("\n")
         )
     } else {
         let ip = Vmid::new(u64::from(vmid))?.internal_ip();
@@ -61,6 +66,17 @@ pub fn vm_text(vmid: u32, settings: &ClusterSettings) -> Result<String, PlanErro
     Ok(format!(
         "{MARK}\n[OPTIONS]\nenable: 1\nipfilter: 1\nmacfilter: 1\ndhcp: 1\npolicy_in: ACCEPT\npolicy_out: ACCEPT\n\n{ipset}"
     ))
+}
+
+/// The networks that cover every IPv4 address outside `net`.
+fn outside(net: Ipv4Net) -> Vec<Ipv4Net> {
+    let before = u32::from(net.network())
+        .checked_sub(1)
+        .map(|end| Ipv4Subnets::new(Ipv4Addr::UNSPECIFIED, end.into(), 0));
+    let after = u32::from(net.broadcast())
+        .checked_add(1)
+        .map(|start| Ipv4Subnets::new(start.into(), Ipv4Addr::BROADCAST, 0));
+    before.into_iter().flatten().chain(after.into_iter().flatten()).collect()
 }
 
 /// A `netN` value with the firewall flag on (`virtio=MAC,bridge=vmbr0,firewall=1`), or `None`
@@ -241,7 +257,10 @@ mod tests {
     #[test]
     fn the_router_may_forward_the_internet_but_claim_nothing_inside() {
         let text = vm_text(100, &settings()).unwrap();
-        assert!(text.contains("\n10.0.0.254\n!10.0.0.0/8\n0.0.0.0/1\n128.0.0.0/1\n"), "{text}");
+        assert!(
+            text.ends_with("\n10.0.0.254\n0.0.0.0/5\n8.0.0.0/7\n11.0.0.0/8\n12.0.0.0/6\n16.0.0.0/4\n32.0.0.0/3\n64.0.0.0/2\n128.0.0.0/1\n"),
+            "{text}"
+        );
     }
 
     #[test]

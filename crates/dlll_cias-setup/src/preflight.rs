@@ -116,6 +116,12 @@ pub fn check(
     }
     let node_name = query(host, &["uname", "-n"])?.trim().split('.').next().unwrap_or("").to_string();
     report.facts.push(("Proxmox node name".into(), node_name.clone()));
+    // It goes into keepalived's and cron's files: one DNS label, as Proxmox requires too.
+    if cias_core::netplan::node::check_domain(&node_name).is_err() {
+        report.errors.push(format!(
+            "the host name '{node_name}' is not a valid Proxmox node name (letters, digits and '-', at most 63)"
+        ));
+    }
 
     let links: Vec<Link> = serde_json::from_str(&query(host, &["ip", "-j", "-d", "link", "show"])?)
         .context("cannot read `ip -j link`")?;

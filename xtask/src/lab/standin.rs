@@ -1,6 +1,6 @@
 //! Installing the Proxmox stand-in (`tests/pve-standin`) into lab nodes: the binary, a wrapper
 //! under each real tool name, the router VM's scripts, the membership (heartbeat) service and
-//! the VM firewall service (`pve-firewall`, which needs nftables' `nft`) started by the node's
+//! the VM firewall service (`pve-firewall`; the node rootfs has nftables) started by the node's
 //! systemd. With it, a lab node is a Proxmox VE node to the toolkit.
 
 use std::path::{Path, PathBuf};
@@ -25,12 +25,6 @@ pub const TOOLS: &[&str] = &[
     "/usr/sbin/watchdog-mux",
     "/usr/sbin/pve-firewall",
 ];
-/// nftables as Proxmox VE 8 has it installed (its VM firewall stand-in loads its table with
-/// `nft`). The node rootfs lacks the package: its program and the two libraries of it the rootfs
-/// does not already hold are copied from this machine (Debian 12 too, nftables in
-/// `prereqs::LAB_PACKAGES`).
-const NFT_PROGRAM: &str = "/usr/sbin/nft";
-const NFT_LIBRARIES: &[&str] = &["libnftables.so.1", "libjansson.so.4"];
 /// root's password on every node: Proxmox's installer sets one and lets root log in with it
 /// over SSH, which is how a new node first reaches the master (and what `pvecm add` asks).
 pub const ROOT_PASSWORD: &str = "labpassword";
@@ -77,7 +71,6 @@ pub fn extra_files(staging: &Path) -> Result<Vec<ExtraFile>> {
          PermitRootLogin yes\nPasswordAuthentication yes\n",
     )?;
     files.push(ExtraFile { source: sshd, dest: SSHD_DROP_IN.into(), mode: 0o644 });
-    files.extend(nft_files()?);
     for script in ROUTER_SCRIPTS {
         let wrapper = staging.join(script);
         std::fs::write(&wrapper, format!("#!/bin/sh\nexec {BINARY_IN_NODE} router-call {script} \"$@\"\n"))?;
@@ -97,25 +90,6 @@ pub fn extra_files(staging: &Path) -> Result<Vec<ExtraFile>> {
         let unit = staging.join(name);
         std::fs::write(&unit, content)?;
         files.push(ExtraFile { source: unit, dest: format!("/etc/systemd/system/{name}"), mode: 0o644 });
-    }
-    Ok(files)
-}
-
-/// `nft` and the libraries it needs that a node lacks, where `ldd` finds them here.
-fn nft_files() -> Result<Vec<ExtraFile>> {
-    let ldd = duct::cmd!("ldd", NFT_PROGRAM)
-        .read()
-        .with_context(|| format!("ldd {NFT_PROGRAM} (is nftables installed?)"))?;
-    let mut files = vec![ExtraFile { source: NFT_PROGRAM.into(), dest: NFT_PROGRAM.into(), mode: 0o755 }];
-    for library in NFT_LIBRARIES {
-        let found = ldd
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("{library} => "))?.split(' ').next())
-            .with_context(|| format!("ldd {NFT_PROGRAM} does not list {library}"))?;
-        // The file itself, under its soname, in the node's /usr/lib (merged /usr).
-        let source = std::fs::canonicalize(found)?;
-        let dir = source.parent().context("a library has a directory")?.to_string_lossy().into_owned();
-        files.push(ExtraFile { source, dest: format!("{dir}/{library}"), mode: 0o644 });
     }
     Ok(files)
 }
