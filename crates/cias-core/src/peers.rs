@@ -24,16 +24,21 @@ const FILTER_UNIT_FILE: &str = "/etc/systemd/system/dlll-cias-firewall.service";
 /// activates the second).
 pub const KEEPALIVED_FILE: &str = "/etc/keepalived/keepalived.conf";
 
-/// The command that brings every online member's filters in line with the registry (run on a
-/// member after a node joined or left; each member's cron job does it within a minute anyway).
-pub fn refresh_all_command() -> Command {
-    Command::from_argv(&[&format!("{}/dlll_cias-watch", paths::BIN_DIR), "peers", "--all"])
+/// The command that brings a node's filters in line with the registry; `all`: every online
+/// member's (run on a member after a node joined or left; each member's cron job does it
+/// within a minute anyway).
+/// `unicast`: convert a multicast keepalived too (see [`KeepalivedChange::Multicast`]).
+pub fn refresh_command(all: bool, unicast: bool) -> Command {
+    let watch = format!("{}/dlll_cias-watch", paths::BIN_DIR);
+    let mut argv = vec![watch.as_str(), "peers"];
+    argv.extend([(all, "--all"), (unicast, "--unicast")].iter().filter(|(on, _)| *on).map(|(_, flag)| *flag));
+    Command::from_argv(&argv)
 }
 
-/// Runs [`refresh_all_command`] on `member` after a node left; a failure is noted, not fatal
+/// Runs [`refresh_command`] for all on `member` after a node left; a failure is noted, not fatal
 /// (the members' cron jobs catch up within a minute).
 pub fn follow_registry(member: &dyn Host, tl: &mut crate::timeline::Timeline) {
-    match member.run(&refresh_all_command()) {
+    match member.run(&refresh_command(true, false)) {
         Ok(_) => tl.note("every member's keepalived peers and node filter follow the registry"),
         Err(e) => tl.note(&format!(
             "the members' filters were not all updated ({e}); their cron job does it within a minute"
@@ -174,9 +179,36 @@ pub fn kept_keepalived_file(node: &str, switch: bool) -> String {
     paths::node_dir(node).join(name).display().to_string()
 }
 
-/// Rewrites keepalived's files for `peers` and reloads a running keepalived (a reload keeps
-/// the instance's MASTER or BACKUP state). The active file is left alone while a manual
-/// switch runs on it. True when the active file changed.
+/// Whether keepalived runs on `node`'s manual-switch file (a switch under way, or one that was
+/// killed midway).
+pub fn switch_file_active(host: &dyn Host, node: &str) -> Result<bool, HostError> {
+    let read = |path: &str| -> Result<Option<String>, HostError> {
+        let out = host.execute(&Command::query_argv(&["cat", path]))?;
+        Ok((out.success() && !out.stdout.is_empty()).then_some(out.stdout))
+    };
+    Ok(
+        matches!((read(&kept_keepalived_file(node, true))?, read(KEEPALIVED_FILE)?), (Some(a), Some(b)) if a == b),
+    )
+}
+
+/// What [`apply_keepalived`] did with the active file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepalivedChange {
+    Unchanged,
+    /// Rewritten (and keepalived reloaded if it runs).
+    Applied,
+    /// Left alone: a manual switch runs on it.
+    Switching,
+    /// Left alone: it advertises by multicast (installed before unicast peers existed), and a
+    /// reload from multicast to unicast restarts the election, demoting the master: the
+    /// administrator converts every node at a chosen moment (`dlll_cias-watch peers --unicast`).
+    Multicast,
+}
+
+/// Rewrites keepalived's files for `peers` and reloads a running keepalived (a reload that only
+/// changes peers keeps the instance's MASTER or BACKUP state, measured). The kept files are
+/// always rewritten; the active one as [`KeepalivedChange`] says (`to_unicast`: convert a
+/// multicast one too).
 pub fn apply_keepalived(
     host: &dyn Host,
     templates: &Templates,
@@ -184,25 +216,30 @@ pub fn apply_keepalived(
     node: &str,
     priority: Priority,
     peers: &Peers,
-) -> Result<bool, PeersError> {
+    to_unicast: bool,
+) -> Result<KeepalivedChange, PeersError> {
     let (normal, switch) = keepalived_files(templates, settings, node, priority, peers)?;
-    let kept_switch = kept_keepalived_file(node, true);
-    let active = host.execute(&Command::query_argv(&["cat", KEEPALIVED_FILE]))?.stdout;
-    let switching = host.execute(&Command::query_argv(&["cat", &kept_switch]))?.stdout == active;
+    let switching = switch_file_active(host, node)?;
     replace(host, &kept_keepalived_file(node, false), &normal, &[])?;
     if let Some(switch) = &switch {
-        replace(host, &kept_switch, switch, &[])?;
+        replace(host, &kept_keepalived_file(node, true), switch, &[])?;
     }
-    if switching && !active.is_empty() {
-        return Ok(false);
+    if switching {
+        return Ok(KeepalivedChange::Switching);
+    }
+    let active = host.execute(&Command::query_argv(&["cat", KEEPALIVED_FILE]))?.stdout;
+    if active.contains("vrrp_instance") && !active.contains("unicast_peer") && !to_unicast {
+        return Ok(KeepalivedChange::Multicast);
     }
     let test = ["keepalived", "-e", "--config-test", "--use-file", NEW_FILE];
-    let changed = replace(host, KEEPALIVED_FILE, &normal, &test)?;
+    if !replace(host, KEEPALIVED_FILE, &normal, &test)? {
+        return Ok(KeepalivedChange::Unchanged);
+    }
     let running = host.execute(&Command::query_argv(&["systemctl", "is-active", "--quiet", "keepalived"]))?;
-    if changed && running.success() {
+    if running.success() {
         host.run(&Command::from_argv(&["systemctl", "reload", "keepalived"]))?;
     }
-    Ok(changed)
+    Ok(KeepalivedChange::Applied)
 }
 
 #[cfg(test)]

@@ -49,10 +49,17 @@ where
 {
     let io = |e: HostError| E::from(RegistryFileError::Host(e));
     // The cluster's copy is used only as its last writer recorded it, and recorded again.
+    // Another writer's record may lag its swap by a moment: a mismatch is tried again too.
     let shared = path == SHARED;
+    let mut mismatch = None;
     for _ in 0..ATTEMPTS {
         if shared {
-            shared_files::verify(host, REGISTRY_FILE).map_err(RegistryFileError::from)?;
+            if let Err(e) = shared_files::CLUSTER.verify(host, REGISTRY_FILE) {
+                mismatch = Some(e);
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                continue;
+            }
+            mismatch = None;
         }
         let read = if may_create
             && !host.execute(&Command::query_argv(&["test", "-f", path])).map_err(io)?.success()
@@ -64,9 +71,12 @@ where
         let mut registry = parse(&read)?;
         change(&mut registry)?;
         let text = serde_yaml::to_string(&registry).map_err(RegistryFileError::from)?;
+        if shared {
+            shared_files::CLUSTER.allow(host, REGISTRY_FILE, &read, &text).map_err(io)?;
+        }
         if swap_file(host, path, &read, &text, "0644").map_err(io)? {
             if shared {
-                shared_files::record(host, REGISTRY_FILE).map_err(io)?;
+                shared_files::CLUSTER.record_text(host, REGISTRY_FILE, &text).map_err(io)?;
             }
             return Ok(text);
         }
@@ -75,7 +85,11 @@ where
             host.name()
         );
     }
-    Err(RegistryFileError::Busy { path: path.into(), host: host.name().into() }.into())
+    Err(match mismatch {
+        Some(e) => RegistryFileError::Shared(e),
+        None => RegistryFileError::Busy { path: path.into(), host: host.name().into() },
+    }
+    .into())
 }
 
 /// The cluster's registry (the master's copy on shared storage).
@@ -84,7 +98,7 @@ pub const SHARED: &str = "/mnt/mfs/cias/registry.yaml";
 /// The text of registry `path` on `host`; the shared one only as its last writer recorded it.
 pub fn read_shared_if(host: &dyn Host, path: &str) -> Result<String, RegistryFileError> {
     if path == SHARED {
-        shared_files::verify(host, REGISTRY_FILE)?;
+        shared_files::CLUSTER.verify(host, REGISTRY_FILE)?;
     }
     Ok(host.run(&Command::query_argv(&["cat", path]))?.stdout)
 }

@@ -171,7 +171,7 @@ fn new_cluster_settings(
             ..Default::default()
         },
     };
-    let problems = settings.problems();
+    let problems = settings.new_cluster_problems();
     if !problems.is_empty() {
         let list: Vec<String> = problems.iter().map(|p| format!("  {}: {}", p.field, p.message)).collect();
         bail!("the answers do not make a valid cluster:\n{}", list.join("\n"));
@@ -300,8 +300,10 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
                 let session = remote::password_login_expecting(&vip, "root", &root_password, &scanned)?
                     .with_context(|| format!("the master ({vip}) refused the root password"))?;
                 let master = dry_run_wrapped(cli, session);
+                // A cluster installed before shared files were recorded: its files as they are.
+                cias_core::shared_files::CLUSTER.adopt_unrecorded(master.as_ref())?;
                 let read = |file: &str| -> Result<String> {
-                    cias_core::shared_files::verify(master.as_ref(), file)?;
+                    cias_core::shared_files::CLUSTER.verify(master.as_ref(), file)?;
                     Ok(master
                         .run(&cias_core::host::Command::query_argv(&[
                             "cat",

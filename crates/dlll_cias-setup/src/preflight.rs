@@ -117,7 +117,13 @@ pub fn check(
     let node_name = query(host, &["uname", "-n"])?.trim().split('.').next().unwrap_or("").to_string();
     report.facts.push(("Proxmox node name".into(), node_name.clone()));
     // It goes into keepalived's and cron's files: one DNS label, as Proxmox requires too.
-    if cias_core::netplan::node::check_domain(&node_name).is_err() {
+    let label_char = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    if node_name.is_empty()
+        || node_name.len() > 63
+        || !node_name.chars().all(label_char)
+        || node_name.starts_with('-')
+        || node_name.ends_with('-')
+    {
         report.errors.push(format!(
             "the host name '{node_name}' is not a valid Proxmox node name (letters, digits and '-', at most 63)"
         ));

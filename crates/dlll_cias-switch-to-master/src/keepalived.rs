@@ -10,21 +10,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cias_core::host::Command;
-use cias_core::paths;
+use cias_core::peers;
 
 use crate::Ctx;
 
-const ACTIVE: &str = "/etc/keepalived/keepalived.conf";
+const ACTIVE: &str = peers::KEEPALIVED_FILE;
 /// A BACKUP that stops hearing a lower-priority master wins after 3 adverts (~3 s, measured).
 const WIN_LIMIT: Duration = Duration::from_secs(20);
 
 fn kept(ctx: &Ctx, switch: bool) -> String {
-    let file = if switch { "keepalived-switch.conf" } else { "keepalived.conf" };
-    paths::node_dir(&ctx.node).join(file).display().to_string()
-}
-
-fn read(ctx: &Ctx, path: &str) -> Result<String> {
-    Ok(ctx.host.run(&Command::query_argv(&["cat", path]))?.stdout)
+    peers::kept_keepalived_file(&ctx.node, switch)
 }
 
 /// Makes keepalived run the kept normal or manual-switch file (checked before the reload).
@@ -41,11 +36,7 @@ fn activate(ctx: &Ctx, switch: bool) -> Result<()> {
 
 /// Whether keepalived was left on the manual-switch file (a switch that was killed midway).
 pub fn switch_file_left_active(ctx: &Ctx) -> Result<bool> {
-    let switch = kept(ctx, true);
-    if !ctx.host.execute(&Command::query_argv(&["test", "-s", &switch]))?.success() {
-        return Ok(false);
-    }
-    Ok(read(ctx, ACTIVE)? == read(ctx, &switch)?)
+    Ok(peers::switch_file_active(ctx.host.as_ref(), &ctx.node)?)
 }
 
 /// Raises this node above every other and waits until it holds the master VIP, for at most

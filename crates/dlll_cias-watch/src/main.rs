@@ -24,7 +24,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use cias_core::guest_firewall::{self, Fix};
+use cias_core::guest_firewall::{self, ClusterFirewall, Fix};
 use cias_core::host::{port_open, Command, Host, LocalHost};
 use cias_core::installed::InstalledNode;
 use cias_core::journal::{JournalError, RunLock};
@@ -77,6 +77,12 @@ enum Cli {
         /// Also on every other online member, over SSH (a node joining or leaving asks this).
         #[arg(long)]
         all: bool,
+        /// Convert a keepalived that still advertises by multicast (a node installed before
+        /// unicast peers) to unicast. Its election restarts: the master is demoted for a few
+        /// seconds and mfsmaster moves. Run it on every node (or once with --all) at a quiet
+        /// moment; nodes that differ cannot hear each other meanwhile.
+        #[arg(long)]
+        unicast: bool,
     },
 }
 
@@ -98,27 +104,65 @@ fn vmids(host: &dyn Host) -> Result<()> {
     secure_vms(host, &settings, &vms)
 }
 
-/// Every VM gets its anti-spoofing firewall; a VM that cannot is named in the log, and the
-/// others are still done.
+/// What the firewall job last told about (told again only when it changes).
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct FirewallFindings {
+    cluster_off: bool,
+    foreign: Vec<u32>,
+    addressless: Vec<u32>,
+}
+
+impl StateFile for FirewallFindings {
+    const NAME: &'static str = "watch-firewall.json";
+}
+
+/// Every VM gets its anti-spoofing firewall; what cannot be done is named in the log (once), and
+/// the rest is still done.
 fn secure_vms(host: &dyn Host, settings: &ClusterSettings, vms: &[VmResource]) -> Result<()> {
+    let cluster = guest_firewall::ensure_cluster(host)?;
     let vms: Vec<(String, u32)> =
         vms.iter().filter(|v| v.kind == "qemu" && !v.template).map(|v| (v.node.clone(), v.vmid)).collect();
-    let (fixes, unplanned) = guest_firewall::plan(&vms, &guest_firewall::observe(host)?, settings);
-    if fixes.is_empty() && unplanned.is_empty() {
+    let plan = guest_firewall::plan(&vms, &guest_firewall::observe(host)?, settings);
+    let findings = FirewallFindings {
+        cluster_off: cluster == ClusterFirewall::TheirsOff,
+        foreign: plan.foreign.clone(),
+        addressless: plan.addressless.clone(),
+    };
+    let file = FirewallFindings::file();
+    let news = FirewallFindings::load(&file) != findings;
+    if plan.fixes.is_empty() && cluster != ClusterFirewall::Ours(true) && !news {
         return Ok(());
     }
     cias_core::logging::to_file_and_stderr(&paths::node_dir(host.name()).join("watch.log"))?;
-    let mut failed: Vec<String> = Vec::new();
-    for (vmid, why) in unplanned {
-        tracing::warn!("VM {vmid}: no anti-spoofing firewall - {why}");
+    if cluster == ClusterFirewall::Ours(true) {
+        tracing::info!("datacenter firewall switched on ({})", guest_firewall::CLUSTER_FILE);
     }
-    for fix in &fixes {
+    if news {
+        if findings.cluster_off {
+            tracing::error!(
+                "{} is the administrator's and lacks `enable: 1`: Proxmox compiles no VM firewall rule, so no VM is held to its address",
+                guest_firewall::CLUSTER_FILE
+            );
+        }
+        for vmid in &findings.foreign {
+            tracing::warn!(
+                "VM {vmid}: {} is the administrator's (no dlll-cias mark): left as it is",
+                guest_firewall::vm_file(*vmid)
+            );
+        }
+        for vmid in &findings.addressless {
+            tracing::warn!("VM {vmid}: its VMID is outside the address plan, so it may send from no address");
+        }
+        findings.save(&file).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    let mut failed: Vec<String> = Vec::new();
+    for fix in &plan.fixes {
         match (guest_firewall::apply(host, fix), fix) {
             (Ok(()), Fix::File { vmid, .. }) => {
                 tracing::info!("VM {vmid}: anti-spoofing firewall file written")
             }
-            (Ok(()), Fix::Nic { vmid, node, .. }) => {
-                tracing::info!("VM {vmid} on {node}: firewall=1 set on net0")
+            (Ok(()), Fix::Nic { vmid, node, net, .. }) => {
+                tracing::info!("VM {vmid} on {node}: firewall=1 set on {net}")
             }
             (Err(e), _) => {
                 tracing::error!("VM {}: anti-spoofing firewall not in place - {e}", fix.vmid());
@@ -190,10 +234,10 @@ fn main() -> ExitCode {
         Cli::Nodes => paths::node_name()
             .context("cannot read this node's host name")
             .and_then(|node| nodes::run(&LocalHost::new(node.clone()), &node)),
-        Cli::Peers { all } => {
+        Cli::Peers { all, unicast } => {
             paths::node_name().context("cannot read this node's host name").and_then(|node| {
                 let local: std::sync::Arc<dyn Host> = std::sync::Arc::new(LocalHost::new(node.clone()));
-                peers::run(&local, &node, all)
+                peers::run(&local, &node, all, unicast)
             })
         }
         Cli::Uplink => {

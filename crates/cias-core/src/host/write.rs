@@ -140,9 +140,6 @@ pub fn swap_file(
     }
 }
 
-/// The same guarantee for a file of this machine written from Rust (journal, secrets, state
-/// files; no process to start): a temporary file beside it, created with `mode` from its first
-/// byte (a secret is never briefly readable), synced, renamed over `file`, directory synced.
 /// Replaces `path` on `host` with `text` (mode `mode`, checked by `check` if not empty) unless
 /// it already holds exactly that; true when it was written. For files kept in a wanted state by
 /// jobs that run again and again: an unchanged file is never rewritten.
@@ -162,6 +159,9 @@ pub fn ensure_file(
     Ok(true)
 }
 
+/// The same guarantee for a file of this machine written from Rust (journal, secrets, state
+/// files; no process to start): a temporary file beside it, created with `mode` from its first
+/// byte (a secret is never briefly readable), synced, renamed over `file`, directory synced.
 pub fn write_local_file(file: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -295,6 +295,11 @@ impl ClusterSettings {
         validate::problems(self)
     }
 
+    /// [`Self::problems`] and the stricter rules for a cluster being installed.
+    pub fn new_cluster_problems(&self) -> Vec<validate::Problem> {
+        validate::new_cluster_problems(self)
+    }
+
     /// Serialises the settings (validated first, so an invalid file is never written).
     pub fn to_yaml(&self) -> Result<String, SettingsError> {
         if let Some(issue) = self.problems().into_iter().next() {

@@ -115,12 +115,10 @@ pub(super) fn problems(s: &ClusterSettings) -> Vec<Problem> {
     }
 
     let exports = s.moosefs.exports_network;
-    let nodes = NodeKind::Pve.network();
-    if !nodes.contains(&exports) {
-        // Wider would let VMs (10.X.A.B) and other devices mount the cluster's storage.
+    if !INTERNAL_NETWORK.contains(&exports) {
         report(
             "moosefs.exports_network",
-            format!("{exports} must lie inside the nodes' network {nodes}: only nodes may mount MooseFS"),
+            format!("{exports} must lie inside the internal network {INTERNAL_NETWORK}"),
         );
     } else if ![s.internal.master_vip, Ipv4Addr::new(10, 254, 0, 1), Ipv4Addr::new(10, 254, 5, 254)]
         .iter()
@@ -131,14 +129,8 @@ pub(super) fn problems(s: &ClusterSettings) -> Vec<Problem> {
     if s.moosefs.reconnection_delay_secs == 0 {
         report("moosefs.reconnection_delay_secs", "must be at least 1 second".into());
     }
-    if s.smtp.host.is_empty()
-        || s.smtp.host.len() > 253
-        || !s.smtp.host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-    {
-        report(
-            "smtp.host",
-            format!("'{}' is not a host name or IPv4 address (A-Z, a-z, 0-9, '.', '-')", s.smtp.host),
-        );
+    if s.smtp.host.is_empty() {
+        report("smtp.host", "is empty".into());
     }
     if !looks_like_email(&s.smtp.from) {
         report("smtp.from", format!("'{}' is not an e-mail address", s.smtp.from));
@@ -170,6 +162,32 @@ pub(super) fn problems(s: &ClusterSettings) -> Vec<Problem> {
     }
     if s.watch.node_removal_secs == 0 {
         report("watch.node_removal_secs", "must be at least 1 second".into());
+    }
+    out
+}
+
+/// Stricter rules for a cluster being installed (existing clusters keep loading, so their
+/// reconcile loop keeps running): an exports network no wider than the nodes' network (wider
+/// would let VMs and other devices mount the cluster's storage), and an SMTP host of host-name
+/// characters.
+pub(super) fn new_cluster_problems(s: &ClusterSettings) -> Vec<Problem> {
+    let mut out = problems(s);
+    let nodes = NodeKind::Pve.network();
+    let exports = s.moosefs.exports_network;
+    if !nodes.contains(&exports) {
+        out.push(Problem {
+            field: "moosefs.exports_network".into(),
+            message: format!(
+                "{exports} must lie inside the nodes' network {nodes}: only nodes may mount MooseFS"
+            ),
+        });
+    }
+    let host = &s.smtp.host;
+    if host.len() > 253 || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+        out.push(Problem {
+            field: "smtp.host".into(),
+            message: format!("'{host}' is not a host name or IPv4 address (A-Z, a-z, 0-9, '.', '-')"),
+        });
     }
     out
 }

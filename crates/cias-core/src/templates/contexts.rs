@@ -103,7 +103,7 @@ pub struct MooseFsContext {
     /// (mfsexports.cfg, and mfsmount.cfg: mfsmount 3.0.117's `mfspassfile` refuses a right
     /// password, measured in the lab, while `mfspassword` in its config file works and shows
     /// on no command line).
-    pub password_text: Option<String>,
+    pub password_text: Option<Secret>,
 }
 
 impl MooseFsContext {
@@ -174,12 +174,24 @@ impl NetworkContext {
 }
 
 /// A rendered file: where it goes on the node and its text. A `secret` one holds a password:
-/// written with [`crate::host::Command::write_secret_file`], readable by root and `group` only.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// written with [`crate::host::Command::write_secret_file`], readable by root and `group` only
+/// (and its text never shows in `Debug`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct RenderedFile {
     pub path: String,
     pub text: String,
     pub secret: Option<SecretFile>,
+}
+
+impl std::fmt::Debug for RenderedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = if self.secret.is_some() { "***" } else { self.text.as_str() };
+        f.debug_struct("RenderedFile")
+            .field("path", &self.path)
+            .field("text", &text)
+            .field("secret", &self.secret)
+            .finish()
+    }
 }
 
 /// How a file holding a password is owned.
@@ -206,7 +218,7 @@ pub fn moosefs_files(
             };
             let mut context = ctx.clone();
             if secret.is_some() {
-                context.password_text = ctx.password.as_ref().map(|p| p.expose().to_string());
+                context.password_text = ctx.password.clone();
             }
             Ok(RenderedFile {
                 path: format!("{}/{name}.cfg", ctx.config_dir),

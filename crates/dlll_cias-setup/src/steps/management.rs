@@ -123,15 +123,15 @@ pub fn mirror(ctx: &mut Ctx) -> Result<()> {
     match ctx.node.role {
         Role::First => {
             ctx.run(&["cp", "-a", &format!("{MANAGEMENT_DIR}/."), &format!("{SHARED_MANAGEMENT_DIR}/")])?;
-            for relative in shared_files::managed(ctx.local.as_ref())? {
-                shared_files::record(ctx.local.as_ref(), &relative)?;
+            for relative in shared_files::CLUSTER.managed(ctx.local.as_ref())? {
+                shared_files::CLUSTER.record(ctx.local.as_ref(), &relative)?;
             }
         }
         Role::Extension => {
             // Only what the cluster's writers recorded (a template planted on MooseFS would be
             // rendered into this node's configs); what this node already has stays.
-            for relative in shared_files::managed(ctx.local.as_ref())? {
-                shared_files::verify(ctx.local.as_ref(), &relative)?;
+            for relative in shared_files::CLUSTER.managed(ctx.local.as_ref())? {
+                shared_files::CLUSTER.verify(ctx.local.as_ref(), &relative)?;
                 ctx.run(&[
                     "sh",
                     "-c",

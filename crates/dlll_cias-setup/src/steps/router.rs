@@ -59,8 +59,8 @@ pub fn restore(ctx: &mut Ctx) -> Result<()> {
     }
     // Anti-spoofing before it first runs (SPEC section 8): it may claim no node's address.
     let vm = [(ctx.node.name.clone(), 100)];
-    let (fixes, _) = guest_firewall::plan(&vm, &guest_firewall::observe(ctx.local.as_ref())?, &ctx.settings);
-    for fix in &fixes {
+    let plan = guest_firewall::plan(&vm, &guest_firewall::observe(ctx.local.as_ref())?, &ctx.settings);
+    for fix in &plan.fixes {
         guest_firewall::apply(ctx.local.as_ref(), fix)?;
     }
     if router_vm(ctx)?.is_none_or(|vm| vm.status != "running") {

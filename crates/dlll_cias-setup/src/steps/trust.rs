@@ -3,8 +3,8 @@
 //! Proxmox VM firewall that keeps every VM on its own address, and root's SSH password login
 //! limited to the nodes' network.
 
-use anyhow::{Context, Result};
-use cias_core::guest_firewall;
+use anyhow::{bail, Context, Result};
+use cias_core::guest_firewall::{self, ClusterFirewall};
 use cias_core::host::{Command, NEW_FILE};
 use cias_core::netplan::NodeKind;
 use cias_core::paths::{MANAGEMENT_DIR, REGISTRY_FILE};
@@ -36,7 +36,7 @@ pub fn node_filter(ctx: &mut Ctx) -> Result<()> {
 /// asks them all), so its corosync, VRRP and MooseFS traffic is let in.
 pub fn admission(ctx: &mut Ctx) -> Result<()> {
     ctx.master()?
-        .run(&peers::refresh_all_command())
+        .run(&peers::refresh_command(true, false))
         .context("the cluster's members could not admit this node's address")?;
     Ok(())
 }
@@ -45,12 +45,13 @@ pub fn admission(ctx: &mut Ctx) -> Result<()> {
 /// (the node filter does that job). VMs get their rules from the master's watch; the router
 /// gets them when it is restored.
 pub fn guest_firewall(ctx: &mut Ctx) -> Result<()> {
-    if ctx.node.role == Role::First {
-        guest_firewall::ensure_pve_file(
-            ctx.local.as_ref(),
-            guest_firewall::CLUSTER_FILE,
-            &guest_firewall::cluster_text(),
-        )?;
+    if ctx.node.role == Role::First
+        && guest_firewall::ensure_cluster(ctx.local.as_ref())? == ClusterFirewall::TheirsOff
+    {
+        bail!(
+            "{} exists without `enable: 1`: Proxmox would compile no VM firewall rule, and VMs could take the nodes' addresses; switch the datacenter firewall on (keep its policies ACCEPT) and run setup again",
+            guest_firewall::CLUSTER_FILE
+        );
     }
     let host_file = guest_firewall::host_file(&ctx.node.name);
     guest_firewall::ensure_pve_file(ctx.local.as_ref(), &host_file, &guest_firewall::host_text())?;
@@ -73,7 +74,13 @@ pub fn ssh_login(ctx: &mut Ctx) -> Result<()> {
         NodeKind::Pve.network()
     );
     ctx.write_checked(SSHD_DROP_IN, &text, "0644", &["sshd", "-t", "-f", NEW_FILE])?;
-    ctx.run(&["sshd", "-t"])?;
+    // The whole configuration with it: a drop-in sshd refuses must not wait for its next start.
+    if let Err(e) = ctx.run(&["sshd", "-t"]) {
+        ctx.run(&["rm", "-f", SSHD_DROP_IN])?;
+        return Err(
+            e.context(format!("sshd refuses its configuration with {SSHD_DROP_IN}; it was removed again"))
+        );
+    }
     ctx.run(&["systemctl", "reload", "ssh"])?;
     Ok(())
 }
