@@ -84,3 +84,56 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Res
         sleep(Duration::from_millis(100));
     }
 }
+
+/// The stand-in cluster the stand-in's own tests build by hand: `nodes[0]` creates it, the
+/// others join one at a time (each once the cluster is quorate with it, as an installer must),
+/// and a directory on the shared cluster file system stands in for MooseFS as storage
+/// `shared_disks` with `content`. A cluster an earlier test made is only waited for.
+pub fn standin_cluster(lab: &Lab, nodes: &[&str], content: &str) -> Result<()> {
+    let run = |name: &str, argv: &[&str]| lab.exec(lab.node(name)?, argv);
+    let ok = |name: &str, argv: &[&str]| -> Result<String> {
+        let out = run(name, argv)?;
+        if !out.success() {
+            bail!("{name}: {argv:?} exited {}: {}{}", out.status, out.stdout, out.stderr);
+        }
+        Ok(out.stdout)
+    };
+    // Heartbeats reach each node at its own pace: every member is asked.
+    let members = |count: usize, limit: Duration| -> Result<()> {
+        for member in nodes.iter().take(count) {
+            wait_for(&format!("{member} quorate with {count} members"), limit, || {
+                let out = run(member, &["pvecm", "status"])?;
+                Ok((out.success() && out.stdout.contains(&format!("Nodes:            {count}\n")))
+                    .then_some(()))
+            })?;
+        }
+        Ok(())
+    };
+    let first = nodes[0];
+    if run(first, &["test", "-f", "/etc/pve/corosync.conf"])?.success() {
+        // Nodes that were powered off need a moment to be heard.
+        return members(nodes.len(), Duration::from_secs(20));
+    }
+    ok(first, &["pvecm", "create", "DLLL-CIAS"])?;
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(first, &["pvesh", "get", "/nodes", "--output-format", "json"])?)?;
+    let fingerprint = listed[0]["ssl_fingerprint"].as_str().unwrap_or_default().to_string();
+    let ip = lab.node(first)?.lan_ip().to_string();
+    for (i, joiner) in nodes.iter().enumerate().skip(1) {
+        let script = format!(
+            "printf '%s\\n' {} | pvecm add {ip} --fingerprint {fingerprint}",
+            xtask::lab::standin::ROOT_PASSWORD
+        );
+        let out = ok(joiner, &["sh", "-c", &script])?;
+        if !out.contains(&format!("successfully added node '{joiner}' to cluster.")) {
+            bail!("{joiner} did not join: {out}");
+        }
+        members(i + 1, Duration::from_secs(15))?;
+    }
+    if !ok(first, &["pvesm", "status"])?.contains("shared_disks") {
+        ok(first, &["mkdir", "-p", "/etc/pve/.disks"])?;
+        let add = ["pvesm", "add", "dir", "shared_disks", "--path", "/etc/pve/.disks", "--content", content];
+        ok(first, &[&add[..], &["--shared", "1"]].concat())?;
+    }
+    Ok(())
+}

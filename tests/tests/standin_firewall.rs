@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use cias_tests::cluster_probe::{stepper, wait_for};
 use cias_tests::lab_support::{shared_lab, LabSession};
-use xtask::lab::standin::ROOT_PASSWORD;
 
 const MARK: &str = "# Written by dlll-cias (SPEC section 8: anti-spoofing); edits are overwritten.";
 const VIP: &str = "10.254.0.254";
@@ -102,37 +101,7 @@ fn bridge(lab: &LabSession, node: &str) {
 
 /// node1 and node2 in a cluster with a shared directory storage (for the live migration).
 fn cluster(lab: &LabSession) {
-    ok(lab, "node1", &["pvecm", "create", "DLLL-CIAS"]);
-    let nodes: serde_json::Value =
-        serde_json::from_str(&ok(lab, "node1", &["pvesh", "get", "/nodes", "--output-format", "json"]))
-            .unwrap();
-    let fp = nodes[0]["ssl_fingerprint"].as_str().unwrap();
-    let ip = lab.node("node1").unwrap().lan_ip();
-    let out =
-        sh(lab, "node2", &format!("printf '%s\\n' {ROOT_PASSWORD} | pvecm add {ip} --fingerprint {fp}"));
-    assert!(out.contains("successfully added node 'node2' to cluster."), "{out}");
-    for node in ["node1", "node2"] {
-        wait_for(&format!("{node} quorate with 2 members"), Duration::from_secs(15), || {
-            run(lab, node, &["pvecm", "status"]).stdout.contains("Nodes:            2\n")
-        });
-    }
-    ok(lab, "node1", &["mkdir", "-p", "/etc/pve/.disks"]);
-    ok(
-        lab,
-        "node1",
-        &[
-            "pvesm",
-            "add",
-            "dir",
-            "shared_disks",
-            "--path",
-            "/etc/pve/.disks",
-            "--content",
-            "images",
-            "--shared",
-            "1",
-        ],
-    );
+    cias_tests::lab_support::standin_cluster(lab, &["node1", "node2"], "images").unwrap();
 }
 
 /// The ipset dlll-cias writes for a VM: its address and the DHCP range.

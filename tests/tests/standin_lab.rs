@@ -33,57 +33,9 @@ fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// Creates the cluster on node1 and joins node2 and node3 (idempotent across tests).
+/// node1 creates the cluster, node2 and node3 join (idempotent across tests).
 fn cluster(lab: &LabSession) {
-    if run(lab, "node1", &["test", "-f", "/etc/pve/corosync.conf"]).success() {
-        // Created by an earlier test; nodes that were powered off need a moment to be heard.
-        wait_members(lab, 3, Duration::from_secs(20));
-        return;
-    }
-    ok(lab, "node1", &["pvecm", "create", "DLLL-CIAS"]);
-    let nodes = ok(lab, "node1", &["pvesh", "get", "/nodes", "--output-format", "json"]);
-    let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
-    let fp = nodes[0]["ssl_fingerprint"].as_str().unwrap().to_string();
-    let ip = node(lab, "node1").lan_ip().to_string();
-    // As an installer must: join one node at a time, each once the cluster is quorate with it.
-    for (count, joiner) in [(2, "node2"), (3, "node3")] {
-        let script = format!("printf '%s\\n' labpassword | pvecm add {ip} --fingerprint {fp}");
-        let out = run(lab, joiner, &["sh", "-c", &script]);
-        let expected = format!("successfully added node '{joiner}' to cluster.");
-        assert!(out.stdout.contains(&expected), "{joiner}: {}{}", out.stdout, out.stderr);
-        wait_members(lab, count, Duration::from_secs(15));
-    }
-    // A directory on the shared cluster file system stands in for MooseFS here.
-    if !ok(lab, "node1", &["pvesm", "status"]).contains("shared_disks") {
-        ok(lab, "node1", &["mkdir", "-p", "/etc/pve/.disks"]);
-        ok(
-            lab,
-            "node1",
-            &[
-                "pvesm",
-                "add",
-                "dir",
-                "shared_disks",
-                "--path",
-                "/etc/pve/.disks",
-                "--content",
-                "images,backup",
-                "--shared",
-                "1",
-            ],
-        );
-    }
-}
-
-/// Waits until each of the first `count` nodes is quorate and sees `count` members: heartbeats
-/// reach each node at its own pace, so node1's view alone says nothing about node2's.
-fn wait_members(lab: &LabSession, count: usize, limit: Duration) {
-    for member in ["node1", "node2", "node3"].into_iter().take(count) {
-        wait_for(&format!("{member} quorate with {count} members"), limit, || {
-            let out = run(lab, member, &["pvecm", "status"]);
-            out.success() && out.stdout.contains(&format!("Nodes:            {count}\n"))
-        });
-    }
+    cias_tests::lab_support::standin_cluster(lab, &["node1", "node2", "node3"], "images,backup").unwrap();
 }
 
 fn heartbeats(lab: &LabSession, vmid: u32) -> Vec<(String, u64)> {
