@@ -169,6 +169,10 @@ pub fn check(
     }
     report.facts.push(("RAM".into(), format!("{} GB", ram / 1_000_000_000)));
 
+    // The node filter is an nftables table (SPEC section 8).
+    if !host.execute(&Command::query_argv(&["sh", "-c", "command -v nft"]))?.success() {
+        report.errors.push("nftables is not installed (`nft` is missing): run `apt install nftables`".into());
+    }
     let master_reachable = port_open(host, &master_vip.to_string(), 22)?;
     report.facts.push((
         "Master".into(),
