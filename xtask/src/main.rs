@@ -31,10 +31,16 @@ enum Task {
     },
     /// The multi-node test lab: `cargo xtask lab up`, `status`, `power-off node1`, `down`, ...
     Lab(xtask::lab::cli::LabArgs),
-    /// Benchmarks, built optimized: `cargo xtask bench placement`.
+    /// Benchmarks, built optimized; each rewrites its section of docs/benchmarks.md:
+    /// `cargo xtask bench` (all), `cargo xtask bench placement startup` (the quick ones).
     Bench {
+        /// The benchmarks to run (all of them when none is named).
         #[arg(value_enum)]
-        target: bench::Target,
+        targets: Vec<bench::Target>,
+        /// Only check that they complete (debug build, short runs, no time target,
+        /// docs/benchmarks.md untouched); without names: the quick ones, as CI does.
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -53,7 +59,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Test { cargo_args } => test(&cargo_args).map(|()| ExitCode::SUCCESS),
         Task::Demo { nodes } => xtask::demo::run(nodes).map(|()| ExitCode::SUCCESS),
         Task::Lab(args) => xtask::lab::cli::run(args),
-        Task::Bench { target } => bench::run(target),
+        Task::Bench { targets, check } => {
+            let mode = if check { bench::Mode::Check } else { bench::Mode::Measure };
+            let invocation = std::iter::once("cargo xtask".to_string())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>();
+            bench::run(&targets, mode, &invocation.join(" "))
+        }
     }
 }
 
