@@ -8,11 +8,10 @@ use anyhow::{Context, Result};
 use super::{Report, Target};
 
 const HEADER: &str = "# Benchmarks\n\n\
-Written by `cargo xtask bench` (every section) and `cargo xtask bench NAME` (its own section):\n\
-generated text, not edited by hand. Each section names the command that produced it, the\n\
-machine it ran on (read from /proc at the time) and when. The benches and how they measure are\n\
-described in `xtask/src/bench/`. The lab benchmarks of issue 17 (failover timeline, mass\n\
-recovery) are not here yet.\n";
+Written by `cargo xtask bench` (placement, startup, sweep) and `cargo xtask bench NAME` (its\n\
+own section): generated text, not edited by hand. Each section names the command that produced it,\n\
+the machine it ran on (read from /proc at the time) and when. How each bench measures:\n\
+`xtask/src/bench/`. Sections of other benches in this file (the lab's) are kept as they are.\n";
 
 /// The machine a bench ran on, as /proc tells it.
 #[derive(Debug, Clone)]
@@ -74,8 +73,16 @@ fn section<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     Some(&text[start..end])
 }
 
+/// The names of the sections in `text`, in order.
+fn names(text: &str) -> Vec<&str> {
+    text.match_indices("<!-- bench:")
+        .filter_map(|(i, m)| text[i + m.len()..].split_once(" -->").map(|(n, _)| n))
+        .collect()
+}
+
 /// `text` (the current file) with section `name` replaced by `new` (markers included); the
-/// sections come in the order of [`Target::ALL`], a section never run says how to run it.
+/// sections come in the order of [`Target::ALL`], a section never run says how to run it;
+/// sections of other benches (the lab's, say) follow as they were.
 fn replace(text: &str, name: &str, new: &str) -> String {
     let mut out = String::from(HEADER);
     for target in Target::ALL {
@@ -91,6 +98,13 @@ fn replace(text: &str, name: &str, new: &str) -> String {
         out.push('\n');
         out.push_str(&body);
         out.push('\n');
+    }
+    for other in names(text).into_iter().filter(|n| !Target::ALL.iter().any(|t| t.name() == *n)) {
+        if let Some(kept) = section(text, other) {
+            out.push('\n');
+            out.push_str(kept);
+            out.push('\n');
+        }
     }
     out
 }
@@ -133,5 +147,15 @@ mod tests {
         assert!(!third.contains("\nA\n"));
         assert!(third.contains("Not run yet: `cargo xtask bench sweep`"));
         assert_eq!(replace(&third, "startup", section(&third, "startup").unwrap()), third);
+    }
+
+    #[test]
+    fn sections_of_other_benches_are_kept_after_these() {
+        let lab = "<!-- bench:failover -->\n## failover\nD\n<!-- /bench:failover -->";
+        let text =
+            replace(&format!("{HEADER}\n{lab}\n"), "sweep", "<!-- bench:sweep -->\nE\n<!-- /bench:sweep -->");
+        assert_eq!(names(&text), ["placement", "startup", "sweep", "failover"]);
+        assert!(text.contains(lab));
+        assert_eq!(replace(&text, "sweep", section(&text, "sweep").unwrap()), text);
     }
 }

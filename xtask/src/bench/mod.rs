@@ -37,6 +37,7 @@ pub enum Target {
 }
 
 impl Target {
+    /// What `cargo xtask bench` runs without names, and the order of docs/benchmarks.md.
     pub const ALL: [Target; 3] = [Target::Placement, Target::Startup, Target::Sweep];
     /// The ones CI runs (`--check`).
     pub const QUICK: [Target; 2] = [Target::Placement, Target::Startup];
