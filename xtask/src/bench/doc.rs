@@ -22,6 +22,8 @@ pub struct Machine {
     kernel: String,
     /// /proc/loadavg when the bench started (the machine may be shared).
     load: String,
+    /// When the bench started (UTC).
+    started: String,
 }
 
 impl Machine {
@@ -46,6 +48,9 @@ impl Machine {
             ram_gib: kib / 1024.0 / 1024.0,
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             load,
+            started: duct::cmd!("date", "-u", "+%Y-%m-%d %H:%M UTC")
+                .read()
+                .unwrap_or_else(|_| "unknown".into()),
         }
     }
 
@@ -112,15 +117,15 @@ fn replace(text: &str, name: &str, new: &str) -> String {
 /// Writes `report` as the section of bench `name`.
 pub fn update(name: &str, report: &Report, machine: &Machine, invocation: &str) -> Result<PathBuf> {
     let (open, close) = markers(name);
-    let when = duct::cmd!("date", "-u", "+%Y-%m-%d %H:%M UTC").read().unwrap_or_else(|_| "unknown".into());
     let verdict = match &report.missed {
         None => String::new(),
         Some(why) => format!("\n**Target missed:** {why}\n"),
     };
     let new = format!(
-        "{open}\n## {}\n\nCommand: `{invocation}`  \nMachine: {}  \nWhen: {when}\n\n{}\n{verdict}{close}",
+        "{open}\n## {}\n\nCommand: `{invocation}`  \nMachine: {}  \nStarted: {}\n\n{}\n{verdict}{close}",
         report.title,
         machine.line(),
+        machine.started,
         report.body.trim_end(),
     );
     let path = file();
