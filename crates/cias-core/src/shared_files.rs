@@ -7,6 +7,10 @@
 use crate::host::{Command, Host, HostError};
 use crate::paths::SHARED_MANAGEMENT_DIR;
 
+/// How long a read of shared storage may take: a MooseFS mount whose master is gone blocks
+/// its readers, and jobs that run every minute must not pile up behind it.
+const HUNG: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Shared files and where their records live.
 #[derive(Debug, Clone, Copy)]
 pub struct Store<'a> {
@@ -51,7 +55,8 @@ impl Store<'_> {
     /// The SHA-256 of the shared file `relative` as it is now.
     fn hash_of_file(&self, host: &dyn Host, relative: &str) -> Result<String, HostError> {
         let script = "cd -- \"$1\" && sha256sum -- \"$2\"";
-        let out = host.run(&Command::query_argv(&["sh", "-c", script, "sh", self.shared, relative]))?;
+        let out =
+            host.run(&Command::query_argv(&["sh", "-c", script, "sh", self.shared, relative]).timeout(HUNG))?;
         Ok(first_word(&out.stdout))
     }
 
@@ -134,7 +139,7 @@ impl Store<'_> {
     pub fn managed(&self, host: &dyn Host) -> Result<Vec<String>, HostError> {
         let script = "cd -- \"$1\" && for f in cias.yaml secrets.yaml registry.yaml; do [ -f \"$f\" ] && echo \"$f\"; done; \
                       [ -d templates ] && find templates -type f; true";
-        let out = host.run(&Command::query_argv(&["sh", "-c", script, "sh", self.shared]))?;
+        let out = host.run(&Command::query_argv(&["sh", "-c", script, "sh", self.shared]).timeout(HUNG))?;
         Ok(out.stdout.lines().map(str::to_string).collect())
     }
 }

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use cias_core::guest_firewall;
 use cias_core::host::{ensure_file, holds_address, is_mounted, Host};
 use cias_core::installed::InstalledNode;
-use cias_core::journal::RunLock;
+use cias_core::journal::{JournalError, RunLock};
 use cias_core::peers::{self, KeepalivedChange, Peers};
 use cias_core::settings::ClusterSettings;
 use cias_core::templates::Templates;
@@ -78,6 +78,19 @@ fn here(host: &dyn Host, settings: &ClusterSettings, node: &str, to_unicast: boo
 }
 
 pub fn run(local: &Arc<dyn Host>, node: &str, all: bool, to_unicast: bool) -> Result<()> {
+    // One at a time, the next waiting for the run under way (a node that joins needs every
+    // member's answer); a run blocked on a hung MooseFS mount makes the others give up after a
+    // minute instead of piling up.
+    let file = Path::new(paths::STATE_DIR).join("watch-peers.lock");
+    let asked = std::time::Instant::now();
+    let _lock = loop {
+        match RunLock::acquire(&file) {
+            Err(JournalError::Busy { .. }) if asked.elapsed() < std::time::Duration::from_secs(60) => {
+                std::thread::sleep(std::time::Duration::from_millis(200))
+            }
+            lock => break lock?,
+        }
+    };
     cias_core::logging::to_file_and_stderr(&paths::node_dir(node).join("watch.log"))?;
     let settings = ClusterSettings::load(&paths::default_settings_file())?;
     adopt_on_master(local.as_ref(), &settings)?;
