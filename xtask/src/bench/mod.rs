@@ -7,6 +7,7 @@
 //! - `startup` (quick): start-up time and peak memory of every shipped binary.
 //! - `sweep` (slow, ~10 minutes): the node watch's liveness sweep over 1,270 loopback targets
 //!   against parallel-ssh and Ansible's ping, in a throw-away network namespace.
+//! - `failover`, `recovery` (lab, run only when named): see [`lab`].
 //!
 //! `--check` (what CI does, through the test below): the quick ones in a debug build with short
 //! runs, no time target, `docs/benchmarks.md` untouched; they only have to complete.
@@ -14,6 +15,7 @@
 //! A bench that misses its target still writes its section, and the command then fails.
 
 mod doc;
+mod lab;
 mod placement;
 mod startup;
 mod sweep;
@@ -34,10 +36,15 @@ pub enum Target {
     /// The node watch's sweep of 1,270 loopback targets beside parallel-ssh and Ansible's ping
     /// (slow: about 10 minutes; installs pssh and ansible-core).
     Sweep,
+    /// The lab: fault -> VIPs, mfsmaster, mounts, router; repeated (about 30 minutes).
+    Failover,
+    /// The lab: the master dies carrying 50 and 200 VMs (about 15 minutes).
+    Recovery,
 }
 
 impl Target {
-    /// What `cargo xtask bench` runs without names, and the order of docs/benchmarks.md.
+    /// What `cargo xtask bench` runs without names, and the order of docs/benchmarks.md (the
+    /// lab ones run only when named: they need the lab to themselves).
     pub const ALL: [Target; 3] = [Target::Placement, Target::Startup, Target::Sweep];
     /// The ones CI runs (`--check`).
     pub const QUICK: [Target; 2] = [Target::Placement, Target::Startup];
@@ -47,6 +54,8 @@ impl Target {
             Target::Placement => "placement",
             Target::Startup => "startup",
             Target::Sweep => "sweep",
+            Target::Failover => "failover",
+            Target::Recovery => "recovery",
         }
     }
 
@@ -55,6 +64,8 @@ impl Target {
             Target::Placement => placement::run(mode),
             Target::Startup => startup::run(mode),
             Target::Sweep => sweep::run(mode),
+            Target::Failover => lab::failover(mode),
+            Target::Recovery => lab::recovery(mode),
         }
     }
 }
