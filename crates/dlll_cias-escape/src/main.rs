@@ -2,8 +2,8 @@
 //! plan is `cias_core::escape::plan`'s; this file shows it, asks, and carries it out: the
 //! master role handed over first (the router goes with it), every other VM moved live to the
 //! least RAM-loaded other node, this node's MooseFS disks drained until every chunk has its
-//! copies elsewhere, its address retired, its services stopped, a remaining member deletes it
-//! from the Proxmox cluster, the report is mailed, and the node powers off. Every step looks at
+//! copies elsewhere, its services stopped, its address retired and the node deleted from the
+//! Proxmox cluster by a remaining member, the report is mailed, and the node powers off. Every step looks at
 //! what is left first, so a re-run after an interruption continues.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -207,8 +207,8 @@ fn show(ctx: &Ctx, plan: &Plan) {
         println!("  VM {vmid}: no node has room for it");
     }
     println!(
-        "  drain this node's MooseFS disks; retire {} in the registry; stop keepalived, the reconcile loop, \
-         MooseFS and the cron jobs here; delete {} from the Proxmox cluster; mail the report; power off",
+        "  drain this node's MooseFS disks; stop keepalived, the reconcile loop, MooseFS and the cron jobs \
+         here; retire {} in the registry; delete {} from the Proxmox cluster; mail the report; power off",
         ctx.ip, ctx.me
     );
 }
@@ -254,12 +254,16 @@ fn leave(ctx: &mut Ctx, view: &ClusterView, plan: &Plan) -> Result<()> {
         }
     }
     drain::drain(ctx)?;
-    if let Some(entry) = registry_file::retire(ctx.host.as_ref(), registry_file::SHARED, &ctx.me)? {
+    // Services first (taking its chunkserver off the master's list needs a connection from this
+    // node's address), then the address retired on the successor: once retired, the members'
+    // node filters refuse new connections from this node (measured: its `mfscli -CRC` got no
+    // answer when a member's filter had followed the registry in between).
+    stop_services(ctx)?;
+    let member = ctx.on(&view, &successor)?;
+    if let Some(entry) = registry_file::retire(member.as_ref(), registry_file::SHARED, &ctx.me)? {
         ctx.tl
             .note(&format!("address {} and host name {} retired in the registry", entry.ip, entry.hostname));
     }
-    stop_services(ctx)?;
-    let member = ctx.on(&view, &successor)?;
     member.run(&Command::from_argv(&["pvecm", "delnode", &ctx.me]))?;
     member.run(&Command::from_argv(&["rm", "-rf", &format!("/etc/pve/nodes/{}", ctx.me)]))?;
     ctx.tl.note(&format!("{} deleted from the Proxmox cluster by {successor} (pvecm delnode)", ctx.me));
