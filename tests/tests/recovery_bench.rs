@@ -31,7 +31,10 @@ fn starts_in_flight(lab: &Lab, nodes: &[Node]) -> usize {
     nodes
         .iter()
         .map(|&n| {
-            lab.sh(n, "pgrep -c -f '[q]m start' || true").ok().and_then(|o| o.trim().parse().ok()).unwrap_or(0)
+            lab.sh(n, "pgrep -c -f '[q]m start' || true")
+                .ok()
+                .and_then(|o| o.trim().parse().ok())
+                .unwrap_or(0)
         })
         .sum()
 }
