@@ -14,6 +14,11 @@ fn run_test(test: &str, mode: Mode) -> Result<String> {
         bail!("{test} runs on the lab only for real (no --check)");
     }
     let out = target_dir().join("bench").join(format!("{test}.md"));
+    for var in ["CIAS_BENCH_RUNS", "CIAS_BENCH_VMS"] {
+        if let Ok(value) = std::env::var(var) {
+            eprintln!("bench {test}: {var}={value}");
+        }
+    }
     let _ = std::fs::remove_file(&out);
     let args = ["test", "--locked", "-p", "cias-tests", "--test", test, "--", "--ignored", "--nocapture"];
     duct::cmd("cargo", args)
