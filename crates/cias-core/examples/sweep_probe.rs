@@ -14,10 +14,9 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cias_core::node_watch::{probe_all, PROBE_PORT, PROBE_TIMEOUT, PROBE_WORKERS};
+use cias_core::node_watch::{answering, probe_all, PROBE_PORT, PROBE_TIMEOUT, PROBE_WORKERS};
 
 /// Target `i` (0-based): 127.0.x.y with y in 1..=254, so 1,270 targets are 127.0.0.1 ..
 /// 127.0.4.254.
@@ -29,26 +28,13 @@ fn target(i: usize) -> IpAddr {
 
 /// Connect and read the server's first line (`SSH-2.0-...`), `parallel` at a time.
 fn banners(addresses: &[(String, IpAddr)], parallel: usize) -> BTreeSet<String> {
-    let next = AtomicUsize::new(0);
-    let worker = || {
-        let mut answered = Vec::new();
-        while let Some((name, ip)) = addresses.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let Ok(stream) = TcpStream::connect_timeout(&SocketAddr::new(*ip, PROBE_PORT), PROBE_TIMEOUT)
-            else {
-                continue;
-            };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-            let mut line = String::new();
-            if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("SSH-") {
-                answered.push(name.clone());
-            }
-        }
-        answered
-    };
-    std::thread::scope(|s| {
-        let workers: Vec<_> =
-            (0..parallel.clamp(1, addresses.len().max(1))).map(|_| s.spawn(worker)).collect();
-        workers.into_iter().flat_map(|w| w.join().expect("a probe does not panic")).collect()
+    answering(addresses, parallel, |ip| {
+        let Ok(stream) = TcpStream::connect_timeout(&SocketAddr::new(ip, PROBE_PORT), PROBE_TIMEOUT) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("SSH-")
     })
 }
 

@@ -260,11 +260,22 @@ pub fn probe_all(
     timeout: Duration,
     parallel: usize,
 ) -> BTreeSet<String> {
+    answering(addresses, parallel, |ip| {
+        TcpStream::connect_timeout(&SocketAddr::new(ip, port), timeout).is_ok()
+    })
+}
+
+/// The names of `addresses` for which `check` holds, checked by up to `parallel` threads at once.
+pub fn answering(
+    addresses: &[(String, IpAddr)],
+    parallel: usize,
+    check: impl Fn(IpAddr) -> bool + Sync,
+) -> BTreeSet<String> {
     let next = AtomicUsize::new(0);
     let worker = || {
         let mut answered = Vec::new();
         while let Some((name, ip)) = addresses.get(next.fetch_add(1, Ordering::Relaxed)) {
-            if TcpStream::connect_timeout(&SocketAddr::new(*ip, port), timeout).is_ok() {
+            if check(*ip) {
                 answered.push(name.clone());
             }
         }
