@@ -279,3 +279,14 @@ pub fn doubles(samples: &[Sample]) -> (Vec<&Sample>, Vec<&Sample>) {
         samples.iter().filter(|s| s.vip_holders.len() > 1).collect(),
     )
 }
+
+/// A lab benchmark's table, written where `cargo xtask bench` reads it (`CIAS_BENCH_OUT`,
+/// else `target/bench/<name>.md`) and shown.
+pub fn write_bench_table(name: &str, table: &str) {
+    let out = std::env::var("CIAS_BENCH_OUT").unwrap_or_else(|_| format!("target/bench/{name}.md"));
+    if let Some(dir) = std::path::Path::new(&out).parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(&out, table).unwrap();
+    eprintln!("{table}\nwritten to {out}");
+}

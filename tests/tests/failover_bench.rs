@@ -226,10 +226,5 @@ fn failover_timeline() {
             ));
         }
     }
-    let out = std::env::var("CIAS_BENCH_OUT").unwrap_or_else(|_| "target/bench/failover.md".into());
-    if let Some(dir) = std::path::Path::new(&out).parent() {
-        std::fs::create_dir_all(dir).unwrap();
-    }
-    std::fs::write(&out, &table).unwrap();
-    eprintln!("{table}\nwritten to {out}");
+    cias_tests::cluster_probe::write_bench_table("failover", &table);
 }

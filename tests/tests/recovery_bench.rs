@@ -100,10 +100,5 @@ fn mass_recovery() {
         };
         table.push_str(&format!("| {count} | {} | {} | {rate} | {peak} |\n", after(first), after(last)));
     }
-    let out = std::env::var("CIAS_BENCH_OUT").unwrap_or_else(|_| "target/bench/recovery.md".into());
-    if let Some(dir) = std::path::Path::new(&out).parent() {
-        std::fs::create_dir_all(dir).unwrap();
-    }
-    std::fs::write(&out, &table).unwrap();
-    eprintln!("{table}\nwritten to {out}");
+    cias_tests::cluster_probe::write_bench_table("recovery", &table);
 }

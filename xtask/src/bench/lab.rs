@@ -14,11 +14,6 @@ fn run_test(test: &str, mode: Mode) -> Result<String> {
         bail!("{test} runs on the lab only for real (no --check)");
     }
     let out = target_dir().join("bench").join(format!("{test}.md"));
-    for var in ["CIAS_BENCH_RUNS", "CIAS_BENCH_VMS"] {
-        if let Ok(value) = std::env::var(var) {
-            eprintln!("bench {test}: {var}={value}");
-        }
-    }
     let _ = std::fs::remove_file(&out);
     let args = ["test", "--locked", "-p", "cias-tests", "--test", test, "--", "--ignored", "--nocapture"];
     duct::cmd("cargo", args)
@@ -26,7 +21,14 @@ fn run_test(test: &str, mode: Mode) -> Result<String> {
         .env("CIAS_BENCH_OUT", &out)
         .run()
         .with_context(|| format!("the lab benchmark {test} failed"))?;
-    std::fs::read_to_string(&out).with_context(|| format!("{test} wrote no table at {}", out.display()))
+    let table = std::fs::read_to_string(&out)
+        .with_context(|| format!("{test} wrote no table at {}", out.display()))?;
+    // The sizes it ran with belong beside its numbers (the docs' command line has no environment).
+    let settings: Vec<String> = ["CIAS_BENCH_RUNS", "CIAS_BENCH_VMS"]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok().map(|value| format!("`{var}={value}`")))
+        .collect();
+    Ok(if settings.is_empty() { table } else { format!("Run with {}.\n\n{table}", settings.join(", ")) })
 }
 
 pub fn failover(mode: Mode) -> Result<Report> {
