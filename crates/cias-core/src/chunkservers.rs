@@ -37,18 +37,25 @@ pub fn parse_removal(stdout: &str) -> Option<Removal> {
 }
 
 /// Takes the chunkserver of `ip` off the master's list, waiting up to `limit` for it to be
-/// disconnected. `Ok(false)` when it was still active at the end, or the answer was unknown.
-pub fn remove(host: &dyn Host, ip: &str, limit: Duration) -> Result<bool, HostError> {
+/// disconnected. `Ok(None)` when it is off the list; else why not, from mfscli's own answer
+/// (still active at the end, or no answer it knows: e.g. the master was unreachable).
+pub fn remove(host: &dyn Host, ip: &str, limit: Duration) -> Result<Option<String>, HostError> {
     let argv = ["mfscli", "-H", paths::MFS_MASTER_HOST, &format!("-CRC/{ip}/{PORT}")];
     let started = Instant::now();
     loop {
-        let out = host.run(&Command::from_argv(&argv))?;
+        let out = host.execute(&Command::from_argv(&argv))?;
         match parse_removal(&out.stdout) {
-            Some(Removal::Removed | Removal::NotListed) => return Ok(true),
+            Some(Removal::Removed | Removal::NotListed) => return Ok(None),
             Some(Removal::StillActive) if started.elapsed() < limit => {
                 std::thread::sleep(Duration::from_secs(1))
             }
-            _ => return Ok(false),
+            Some(Removal::StillActive) => {
+                return Ok(Some(format!("the MooseFS master still lists chunkserver {ip} as active")))
+            }
+            None => {
+                let said = format!("{}{}", out.stdout, out.stderr);
+                return Ok(Some(format!("`mfscli -CRC/{ip}/{PORT}` gave no known answer: {}", said.trim())));
+            }
         }
     }
 }

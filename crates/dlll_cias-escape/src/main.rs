@@ -308,8 +308,10 @@ fn stop_services(ctx: &mut Ctx) -> Result<()> {
         "moosefs-chunkserver.service",
         "moosefs-metalogger.service",
     ]))?;
-    if !ctx.dry_run && !chunkservers::remove(ctx.local.as_ref(), &ctx.ip, Duration::from_secs(60))? {
-        bail!("the MooseFS master still lists this node's chunkserver as active; run dlll_cias-escape again");
+    if !ctx.dry_run {
+        if let Some(why) = chunkservers::remove(ctx.local.as_ref(), &ctx.ip, Duration::from_secs(60))? {
+            bail!("{why}; run dlll_cias-escape again");
+        }
     }
     ctx.host.run(&Command::from_argv(&["rm", "-f", "/etc/cron.d/dlll-cias"]))?;
     ctx.host.run(&Command::from_argv(&["systemctl", "stop", paths::MFS_MOUNT_UNIT]))?;

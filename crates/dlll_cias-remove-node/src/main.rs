@@ -281,8 +281,11 @@ fn delete_from_cluster(ctx: &mut Ctx, node: &str, ip: Option<String>) -> Result<
     // Its chunkserver leaves the MooseFS master's list, so the master copies its chunks now
     // rather than waiting for it to come back.
     if let Some(ip) = ip {
-        if !ctx.dry_run && chunkservers::remove(ctx.local.as_ref(), &ip, Duration::from_secs(5))? {
-            ctx.tl.note(&format!("its MooseFS chunkserver {ip} taken off the master's list"));
+        if !ctx.dry_run {
+            match chunkservers::remove(ctx.local.as_ref(), &ip, Duration::from_secs(5))? {
+                None => ctx.tl.note(&format!("its MooseFS chunkserver {ip} taken off the master's list")),
+                Some(why) => ctx.tl.note(&format!("its MooseFS chunkserver stays listed: {why}")),
+            }
         }
     }
     let dir = format!("/etc/pve/nodes/{node}");
