@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use cias_core::host::NEW_FILE;
 use cias_core::paths::BIN_DIR;
 use cias_core::peers;
 use cias_core::vrrp::Priority;
@@ -13,7 +12,6 @@ use cias_core::vrrp::Priority;
 use crate::ctx::Ctx;
 use crate::node::Role;
 
-const CONFIG: &str = "/etc/keepalived/keepalived.conf";
 const FENCE_UNIT: &str = "/etc/systemd/system/dlll-cias-fence.service";
 const KEEPALIVED_DROP_IN: &str = "/etc/systemd/system/keepalived.service.d/dlll-cias.conf";
 
@@ -44,19 +42,16 @@ pub fn install(ctx: &mut Ctx) -> Result<()> {
     require_binary(ctx, "dlll_cias-switch-to-master")?;
     let priority = Priority::new(ctx.node.priority)?;
     let peers = crate::steps::trust::peers_of(ctx)?;
-    let (normal, switch) =
-        peers::keepalived_files(&ctx.templates, &ctx.settings, &ctx.node.name, priority, &peers)?;
-    ctx.write(&peers::kept_keepalived_file(&ctx.node.name, false), &normal, "0644")?;
-    if let Some(switch) = switch {
-        ctx.write(&peers::kept_keepalived_file(&ctx.node.name, true), &switch, "0644")?;
-    }
-    // keepalived reads its file again on every restart: a file that fails its test never
-    // replaces a working one (`-e`: a missing file is an error, not an empty config).
-    ctx.write_checked(
-        CONFIG,
-        &normal,
-        "0644",
-        &["keepalived", "-e", "--config-test", "--use-file", NEW_FILE],
+    // The same files and test as every later change of peers (`dlll_cias-watch peers`): a file
+    // that fails keepalived's test never replaces a working one.
+    peers::apply_keepalived(
+        ctx.local.as_ref(),
+        &ctx.templates,
+        &ctx.settings,
+        &ctx.node.name,
+        priority,
+        &peers,
+        true,
     )?;
     if !priority.can_be_master() {
         // keepalived 2.2.7 with no VRRP instance never reports ready to systemd (Type=notify):
