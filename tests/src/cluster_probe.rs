@@ -15,6 +15,24 @@ pub fn sh(lab: &Lab, node: Node, script: &str) -> String {
     lab.sh(node, script).unwrap_or_else(|e| panic!("{node}: {script}: {e:#}"))
 }
 
+/// Runs the job of the node's installed cron file (`/etc/cron.d/dlll-cias`) whose command
+/// contains `job`, as cron does: its command line through `sh`, without a terminal.
+pub fn run_cron_job(lab: &Lab, node: Node, job: &str) -> String {
+    let cron = sh(lab, node, "cat /etc/cron.d/dlll-cias");
+    let line = cron
+        .lines()
+        .find(|l| !l.starts_with('#') && l.contains(job))
+        .unwrap_or_else(|| panic!("no cron line for '{job}' on {node}:\n{cron}"));
+    // Fields: minute hour day month weekday user command (tab before the user and the command).
+    let command = line.splitn(3, '\t').nth(2).unwrap_or_else(|| panic!("no command in '{line}'"));
+    sh(lab, node, &format!("{command} </dev/null 2>&1 | cat"))
+}
+
+/// The node's journal lines of `identifier` (`journalctl -t`), message text only.
+pub fn journal(lab: &Lab, node: Node, identifier: &str) -> String {
+    sh(lab, node, &format!("journalctl -t {identifier} --no-pager -o cat"))
+}
+
 pub fn holds(lab: &Lab, node: Node, ip: &str) -> bool {
     lab.is_up(node)
         && lab.sh(node, "ip -o -4 addr show").map(|a| a.contains(&format!(" {ip}/"))).unwrap_or(false)

@@ -30,7 +30,7 @@ impl Fault {
     fn name(self) -> &'static str {
         match self {
             Fault::PowerOff => "power-off of the master",
-            Fault::Partition => "1 | 2 partition (the master alone)",
+            Fault::Partition => "partition: the master alone, the other two together",
             Fault::MfsmasterKilled => "mfsmaster killed (SIGKILL) on the master",
             Fault::KeepalivedKilled => "keepalived killed (SIGKILL) on the master",
         }
@@ -100,41 +100,53 @@ fn usable(lab: &Lab, node: Node) -> bool {
 }
 
 /// One run: the times from the fault to each milestone it breaks (`None`: not within the
-/// limit, or not broken by this fault). A milestone counts only once it was seen broken (a
-/// check right after the fault may still see the old state) and everything before it holds.
+/// limit, or not broken by this fault). Each milestone is polled by its own thread every 0.1 s,
+/// so a slow check (a hung mount times out after 3 s) never delays another's time. A milestone
+/// counts only once it was seen broken (a check right after the fault may still see the old
+/// state); its time is taken when its first good check began.
 fn run(lab: &Lab, fault: Fault) -> (Node, [Option<Duration>; 4]) {
     let m = master(lab);
     let survivors = fault.survivors(lab, m);
-    let breaks = fault.breaks();
+    let probe = survivors[0];
+    let holder = || survivors.iter().any(|&n| holds(lab, n, MASTER_VIP));
+    let checks: [&(dyn Fn() -> bool + Sync); 4] = [
+        &holder,
+        &|| answers(lab, probe, MASTER_VIP, 9421),
+        &|| survivors.iter().all(|&n| usable(lab, n)),
+        &|| answers(lab, probe, "10.0.0.254", 22),
+    ];
     let t0 = Instant::now();
     fault.inject(lab, m);
-    let mut times = [None; 4];
-    let mut seen_broken = [false; 4];
-    let pending = |times: &[Option<Duration>; 4]| (0..4).any(|k| breaks[k] && times[k].is_none());
-    while t0.elapsed() < Duration::from_secs(180) && pending(&times) {
-        let holder = survivors.iter().copied().find(|&n| holds(lab, n, MASTER_VIP));
-        let probe = survivors[0];
-        let checks = [
-            holder.is_some(),
-            holder.is_some() && answers(lab, probe, MASTER_VIP, 9421),
-            survivors.iter().all(|&n| usable(lab, n)),
-            answers(lab, probe, "10.0.0.254", 22),
-        ];
-        for (k, ok) in checks.iter().enumerate() {
-            seen_broken[k] |= !ok;
-            if breaks[k] && seen_broken[k] && times[k].is_none() && *ok && checks[..k].iter().all(|c| *c) {
-                times[k] = Some(t0.elapsed());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let limit = Duration::from_secs(180);
+    let times = std::thread::scope(|scope| {
+        let threads: Vec<_> = checks
+            .iter()
+            .zip(fault.breaks())
+            .map(|(check, broken_by_fault)| {
+                scope.spawn(move || {
+                    let mut seen_broken = false;
+                    while broken_by_fault && t0.elapsed() < limit {
+                        let began = t0.elapsed();
+                        match check() {
+                            true if seen_broken => return Some(began),
+                            ok => seen_broken |= !ok,
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    None
+                })
+            })
+            .collect();
+        let times: Vec<Option<Duration>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        [times[0], times[1], times[2], times[3]]
+    });
     fault.heal(lab, m);
     (m, times)
 }
 
 /// Healthy again: every node up and a member, one VIP holder running the one mfsmaster,
-/// MooseFS usable everywhere, the router answering.
-fn wait_healthy(lab: &Lab) -> Duration {
+/// MooseFS usable everywhere, the router answering. `None`: not within 5 minutes.
+fn wait_healthy(lab: &Lab) -> Option<Duration> {
     let t0 = Instant::now();
     loop {
         let nodes = lab.nodes();
@@ -147,9 +159,11 @@ fn wait_healthy(lab: &Lab) -> Duration {
                 .sh(holders[0], "pvecm status")
                 .is_ok_and(|s| s.contains(&format!("Total votes:      {}", nodes.len())));
         if healthy {
-            return t0.elapsed();
+            return Some(t0.elapsed());
         }
-        assert!(t0.elapsed() < Duration::from_secs(300), "the cluster was not healthy again after 5 minutes");
+        if t0.elapsed() > Duration::from_secs(300) {
+            return None;
+        }
         std::thread::sleep(Duration::from_secs(1));
     }
 }
@@ -178,7 +192,10 @@ fn bound(fault: Fault, milestone: usize) -> Option<(f64, &'static str)> {
 fn failover_timeline() {
     let runs: usize = std::env::var("CIAS_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
     let (lab, _down) = installed_lab(3);
-    wait_healthy(&lab);
+    wait_healthy(&lab).expect("the installed cluster is healthy");
+    // A run after which the cluster did not heal ends the bench: later runs would measure a
+    // broken cluster. Its rows keep the runs done, and the table says why it stopped.
+    let mut stopped = None;
     let mut table = String::from(
         "| fault | milestone | median (s) | min (s) | max (s) | bound (s) | overhead of the median (s) |\n\
          |---|---|---|---|---|---|---|\n",
@@ -186,21 +203,33 @@ fn failover_timeline() {
     for fault in Fault::ALL {
         let mut measured: [Vec<f64>; 4] = Default::default();
         let mut missed = [0usize; 4];
+        let mut done = 0;
         for i in 0..runs {
             let (m, times) = run(&lab, fault);
             let settle = wait_healthy(&lab);
+            done += 1;
             eprintln!(
-                "{} (run {}, master {m}): {:?}; healthy again {:.1} s later",
+                "{} (run {}, master {m}): {:?}; healthy again {}",
                 fault.name(),
                 i + 1,
                 times.map(|t| t.map(|d| (d.as_secs_f64() * 10.0).round() / 10.0)),
-                settle.as_secs_f64()
+                settle
+                    .map_or("- (not within 5 minutes)".into(), |d| format!("{:.1} s later", d.as_secs_f64()))
             );
             for (k, t) in times.iter().enumerate() {
                 match t {
                     Some(d) => measured[k].push(d.as_secs_f64()),
                     None => missed[k] += 1,
                 }
+            }
+            if settle.is_none() {
+                stopped = Some(format!(
+                    "Stopped after run {} of \"{}\" (master {m}): the cluster was not healthy again 5 minutes \
+                     after the fault was healed.",
+                    i + 1,
+                    fault.name()
+                ));
+                break;
             }
         }
         for (k, milestone) in MILESTONES.iter().enumerate().filter(|(k, _)| fault.breaks()[*k]) {
@@ -216,7 +245,7 @@ fn failover_timeline() {
                 (None, _) => ("-".into(), "-".into()),
             };
             let missed = if missed[k] > 0 {
-                format!(" ({} of {runs} runs: not within 180 s)", missed[k])
+                format!(" ({} of {done} runs: not within 180 s)", missed[k])
             } else {
                 String::new()
             };
@@ -225,6 +254,12 @@ fn failover_timeline() {
                 fault.name()
             ));
         }
+        if stopped.is_some() {
+            break;
+        }
+    }
+    if let Some(why) = stopped {
+        table.push_str(&format!("\n{why}\n"));
     }
     cias_tests::cluster_probe::write_bench_table("failover", &table);
 }

@@ -156,6 +156,9 @@ fn setup_installs_extends_resumes_and_refuses_bad_input() {
     sh(&lab, n1, "exec 3<>/dev/tcp/127.0.0.1/9425");
     sh(&lab, n3, "echo written-on-node3 > /mnt/mfs/from-node3.txt && sync");
     assert_eq!(sh(&lab, n1, "cat /mnt/mfs/from-node3.txt").trim(), "written-on-node3");
+    // moosefs.trash_time_secs, set at the install and inherited by what is created later.
+    let trash = sh(&lab, n1, "mfsgettrashtime /mnt/mfs/from-node3.txt");
+    assert!(trash.trim_end().ends_with(": 3600"), "{trash}");
 
     let status = cias_core::proxmox::pvecm::parse_status(&sh(&lab, n1, "pvecm status")).unwrap();
     assert_eq!((status.name.as_str(), status.quorate, status.members.len()), ("DLLL-CIAS", true, 3));

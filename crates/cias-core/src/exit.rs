@@ -14,6 +14,16 @@ pub struct Refused(pub String);
 #[error("{0}")]
 pub struct BadInput(pub String);
 
+/// Refuses to go on unless the process runs as root: checked first, before any lock or file
+/// of root's is touched, so the message says what is wrong.
+pub fn require_root(command: &str) -> Result<(), BadInput> {
+    if rustix::process::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(BadInput(format!("{command} must run as root (it changes this node's system configuration)")))
+    }
+}
+
 /// The exit status for `error` or anything in its chain of causes.
 pub fn code(error: &(dyn std::error::Error + 'static)) -> u8 {
     let mut cause = Some(error);
@@ -29,8 +39,9 @@ pub fn code(error: &(dyn std::error::Error + 'static)) -> u8 {
     1
 }
 
-/// Ends a command: a failure is printed once, with its causes (`{:#}`), logged when it is a
-/// failed step, and turned into its exit status.
+/// Ends a command: a failure is printed once, with its causes (`{:#}`), recorded in the
+/// journal and the command's log (not printed twice at a terminal), and turned into its exit
+/// status.
 #[allow(clippy::print_stderr)]
 pub fn finish<E>(command: &str, result: Result<std::process::ExitCode, E>) -> std::process::ExitCode
 where
@@ -41,8 +52,9 @@ where
         Err(e) => {
             eprintln!("{command}: {e:#}");
             let status = code(&*e);
-            if status == 1 {
-                tracing::error!("{e:#}");
+            match status {
+                1 => tracing::error!(target: crate::logging::RECORD_ONLY, "failed: {e:#}"),
+                _ => tracing::warn!(target: crate::logging::RECORD_ONLY, "exit {status}: {e:#}"),
             }
             std::process::ExitCode::from(status)
         }

@@ -16,14 +16,14 @@ pub enum JournalError {
         "another run holds {file} (pid {pid}); wait for it to finish, or make sure it is gone and run again"
     )]
     Busy { file: PathBuf, pid: String },
-    #[error("cannot use {file} - {source}")]
-    Io { file: PathBuf, source: std::io::Error },
+    #[error("cannot use {file} - {reason}")]
+    Io { file: PathBuf, reason: std::io::Error },
     #[error("{file} is damaged - {message}; move it away to start the scenario from the beginning")]
     Damaged { file: PathBuf, message: String },
 }
 
 fn io(file: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
-    move |source| JournalError::Io { file: file.to_path_buf(), source }
+    move |source| JournalError::Io { file: file.to_path_buf(), reason: source }
 }
 
 /// Held while a scenario runs; released when dropped (or when the process dies).

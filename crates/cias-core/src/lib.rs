@@ -26,6 +26,10 @@
 //! This crate never prints and never exits: it returns typed errors and lets the binaries
 //! decide how to tell the administrator.
 
+/// The toolkit's version and the git commit it was built from, as every `--version` prints it.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CIAS_COMMIT"), ")");
+
+pub mod backups;
 pub mod chunkservers;
 pub mod clock;
 pub mod disks;

@@ -66,6 +66,68 @@ fn tell(settings: &ClusterSettings, to: &str, subject: &str, body: &str) {
     }
 }
 
+/// When each lasting condition was last mailed (kept across reboots, so a node that restarts
+/// does not repeat itself).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Alerts {
+    told: std::collections::BTreeMap<String, u64>,
+}
+
+impl crate::state_file::StateFile for Alerts {
+    const NAME: &'static str = "alerts.json";
+
+    fn file() -> std::path::PathBuf {
+        std::path::Path::new(crate::paths::LASTING_STATE_DIR).join(Self::NAME)
+    }
+}
+
+impl Alerts {
+    /// Whether `condition` is to be mailed at `now` (unix seconds): never told, or told
+    /// `repeat` ago or longer. Records it when it is.
+    pub fn due(&mut self, condition: &str, now: u64, repeat: Duration) -> bool {
+        let due = self.told.get(condition).is_none_or(|&at| now.saturating_sub(at) >= repeat.as_secs());
+        if due {
+            self.told.insert(condition.to_string(), now);
+        }
+        due
+    }
+
+    /// `condition` is over: when it comes back, it is mailed at once. Whether it was on record.
+    pub fn clear(&mut self, condition: &str) -> bool {
+        self.told.remove(condition).is_some()
+    }
+}
+
+/// Mails the administrator about a lasting `condition` (a short key: "router-copy-old"), at
+/// most once per `alerts.repeat_after_mins`; always logged. Two jobs at the same moment may
+/// both mail: the record is a plain file, and one mail too many is the lesser harm.
+pub fn alert(settings: &ClusterSettings, condition: &str, subject: &str, body: &str) {
+    use crate::state_file::StateFile;
+    let file = Alerts::file();
+    let mut alerts = Alerts::load(&file);
+    let repeat = Duration::from_secs(u64::from(settings.alerts.repeat_after_mins) * 60);
+    if !alerts.due(condition, crate::clock::unix_secs(), repeat) {
+        tracing::warn!("{subject} (mailed already within {} minutes)", settings.alerts.repeat_after_mins);
+        return;
+    }
+    if let Err(e) = alerts.save(&file) {
+        tracing::warn!("cannot record the alert in {}: {e}", file.display());
+    }
+    tell_admin(settings, subject, body);
+}
+
+/// `condition` is over (see [`alert`]).
+pub fn alert_over(condition: &str) {
+    use crate::state_file::StateFile;
+    let file = Alerts::file();
+    let mut alerts = Alerts::load(&file);
+    if alerts.clear(condition) {
+        if let Err(e) = alerts.save(&file) {
+            tracing::warn!("cannot record the alert in {}: {e}", file.display());
+        }
+    }
+}
+
 /// Sends plain-text mail from the configured sender to one recipient.
 pub struct Mailer {
     transport: SmtpTransport,
@@ -152,6 +214,18 @@ fn mailbox(field: &'static str, address: &str) -> Result<Mailbox, NotifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lasting_condition_is_mailed_once_per_period_and_at_once_when_it_returns() {
+        let hour = Duration::from_secs(3600);
+        let mut alerts = Alerts::default();
+        assert!(alerts.due("uplink", 1000, hour), "first time: mailed");
+        assert!(!alerts.due("uplink", 1000 + 3599, hour), "within the hour: not again");
+        assert!(alerts.due("router-copy-old", 1100, hour), "another condition is its own");
+        assert!(alerts.due("uplink", 1000 + 3600, hour), "an hour later: again");
+        assert!(alerts.clear("uplink"));
+        assert!(alerts.due("uplink", 4700, hour), "over, then back: mailed at once");
+    }
 
     #[test]
     fn a_login_without_its_password_is_refused_before_any_connection() {

@@ -35,6 +35,8 @@ pub fn node_dir(node: &str) -> std::path::PathBuf {
 
 /// Runtime state of the dlll-cias services (gone at reboot, on purpose: it describes now).
 pub const STATE_DIR: &str = "/run/dlll-cias";
+/// State that must outlive a reboot (which alerts were mailed when).
+pub const LASTING_STATE_DIR: &str = "/var/lib/dlll-cias";
 
 /// Held while `dlll_cias-setup` runs here.
 pub const SETUP_LOCK: &str = "/run/dlll_cias-setup.lock";
@@ -47,8 +49,11 @@ pub const HANDOVER_MARK: &str = "/run/dlll-cias/handing-over";
 pub const TAKEOVER_LOCK: &str = "/run/dlll-cias/switch-to-master.lock";
 /// Which VMIDs live on which node, written every minute by the master (SPEC section 4).
 pub const VMID_MAP_FILE: &str = "/mnt/mfs/cias/pve_master_vmid.conf";
-/// The router's local backup copy, for when MooseFS itself is gone.
-pub const ROUTER_LOCAL_COPY: &str = "/var/lib/vz/dump/zentyal.tar.vma";
+/// The dump directory of Proxmox's `local` storage: the router's local backup copy lives here
+/// under its vzdump name (for when MooseFS itself is gone).
+pub const LOCAL_DUMP_DIR: &str = "/var/lib/vz/dump";
+/// Where MooseFS's backup storages keep their archives.
+pub const SHARED_DUMP_DIR: &str = "/mnt/mfs/dump";
 
 /// This node's Proxmox name: the host name up to its first dot, as Proxmox derives it.
 pub fn node_name() -> std::io::Result<String> {

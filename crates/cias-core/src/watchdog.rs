@@ -33,10 +33,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum WatchdogError {
-    #[error("cannot connect to the watchdog multiplexer at {path} - {source}")]
-    Connect { path: PathBuf, source: std::io::Error },
-    #[error("cannot {action} the watchdog at {path} - {source}")]
-    Write { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("cannot connect to the watchdog multiplexer at {path} - {reason}")]
+    Connect { path: PathBuf, reason: std::io::Error },
+    #[error("cannot {action} the watchdog at {path} - {reason}")]
+    Write { action: &'static str, path: PathBuf, reason: std::io::Error },
 }
 
 /// An armed connection to `watchdog-mux`: from [`Watchdog::connect`] on, the node resets unless
@@ -55,7 +55,7 @@ impl Watchdog {
         let path = path.as_ref().to_path_buf();
         let stream = UnixStream::connect(&path)
             .and_then(|s| s.set_write_timeout(Some(WRITE_TIMEOUT)).map(|()| s))
-            .map_err(|source| WatchdogError::Connect { path: path.clone(), source })?;
+            .map_err(|source| WatchdogError::Connect { path: path.clone(), reason: source })?;
         Ok(Watchdog { stream, path, last_write: Instant::now(), interval: FEED_INTERVAL })
     }
 
@@ -79,7 +79,7 @@ impl Watchdog {
         self.stream.write_all(byte).map_err(|source| WatchdogError::Write {
             action,
             path: self.path.clone(),
-            source,
+            reason: source,
         })
     }
 }

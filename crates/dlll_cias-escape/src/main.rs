@@ -50,7 +50,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(
     name = "dlll_cias-escape",
-    version,
+    version = cias_core::VERSION,
     after_help = concat!(
         "Exit status: 0 done (or nothing left to do), 1 a step failed (a re-run continues), \
          2 bad input or not installed, 3 refused (nothing was changed; the message says why: no quorum, \
@@ -59,6 +59,8 @@ use clap::Parser;
     )
 )]
 struct Cli {
+    #[command(flatten)]
+    verbosity: cias_core::logging::Verbosity,
     /// Do not ask for confirmation (needed without a terminal).
     #[arg(long)]
     yes: bool,
@@ -134,7 +136,9 @@ impl Ctx {
 }
 
 fn main() -> ExitCode {
-    exit::finish("dlll_cias-escape", run(&Cli::parse()).map(|()| ExitCode::SUCCESS))
+    let cli = Cli::parse();
+    cias_core::logging::start("dlll_cias-escape", cli.verbosity, cias_core::logging::Terminal::Echo);
+    exit::finish("dlll_cias-escape", run(&cli).map(|()| ExitCode::SUCCESS))
 }
 
 fn run(cli: &Cli) -> Result<()> {
@@ -142,7 +146,7 @@ fn run(cli: &Cli) -> Result<()> {
     let settings = ClusterSettings::load(&cli.config)?;
     let installed = InstalledNode::load(&me)?;
     if !cli.dry_run {
-        cias_core::logging::to_file_and_stderr(&paths::node_dir(&me).join("escape.log"))
+        cias_core::logging::also_to_file(&paths::node_dir(&me).join("escape.log"))
             .context("cannot open the escape log")?;
     }
     let _lock = match RunLock::acquire(Path::new(LOCK)) {

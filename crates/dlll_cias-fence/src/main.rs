@@ -33,12 +33,20 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(
     name = "dlll_cias-fence",
-    version,
+    version = cias_core::VERSION,
     after_help = "Files: /run/dlll-cias/reconcile.json (the loop's verdict: may this node hold the role, and why not),\n\
                   /run/dlll-cias/last-seen.json (when each member was last seen in the quorate partition),\n\
                   /data/cias/nodes/<node>/fence.log (every repair and fence event; also in the journal)."
 )]
-enum Cli {
+struct Cli {
+    #[command(subcommand)]
+    job: Job,
+    #[command(flatten)]
+    verbosity: cias_core::logging::Verbosity,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Job {
     /// Exit 0 when the reconcile loop says this node may hold the master role, 1 when not
     /// (keepalived's check; the reason is in the loop's log).
     Check,
@@ -57,7 +65,7 @@ enum Cli {
 fn demoted() -> Result<()> {
     let node = cias_core::paths::node_name().context("cannot read this node's host name")?;
     let host = LocalHost::new(node.clone());
-    cias_core::logging::to_file_and_stderr(&cias_core::paths::node_dir(&node).join("fence.log"))?;
+    cias_core::logging::also_to_file(&cias_core::paths::node_dir(&node).join("fence.log"))?;
     let outcome = repair::demote(&host)?;
     if outcome != repair::NO_MASTER {
         tracing::warn!("keepalived says this node is not the master: {outcome}");
@@ -65,22 +73,14 @@ fn demoted() -> Result<()> {
     Ok(())
 }
 
-/// The loop could not start: the journal has it, and the administrator is told once an hour
-/// (systemd starts the loop again every second).
+/// The loop could not start: the journal has it, and the administrator is told at most once
+/// per `alerts.repeat_after_mins` (systemd starts the loop again every second).
 fn report_start_failure(config: &std::path::Path, error: &anyhow::Error) {
-    let marker = format!("{}/reconcile-start-failure.told", cias_core::paths::STATE_DIR);
-    let recently = observe::modified_within(&marker, std::time::Duration::from_secs(3600));
     let Ok(settings) = ClusterSettings::load(config) else { return };
-    if recently
-        || std::fs::create_dir_all(cias_core::paths::STATE_DIR)
-            .and_then(|()| std::fs::write(&marker, ""))
-            .is_err()
-    {
-        return;
-    }
     let node = cias_core::paths::node_name().unwrap_or_else(|_| "this node".into());
-    cias_core::notify::tell_admin(
+    cias_core::notify::alert(
         &settings,
+        run::START_FAILED,
         &format!("DLLL-CIAS: the reconcile loop cannot start on {node}"),
         &format!(
             "dlll-cias-fence on {node} fails to start: {error:#}\n\nUntil it runs, {node} cannot hold the master \
@@ -90,20 +90,22 @@ fn report_start_failure(config: &std::path::Path, error: &anyhow::Error) {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse() {
-        Cli::Check => match Verdict::load(&Verdict::file()).allows_role(boot_ms()) {
+    let cli = Cli::parse();
+    cias_core::logging::start("dlll_cias-fence", cli.verbosity, cias_core::logging::Terminal::Echo);
+    match cli.job {
+        Job::Check => match Verdict::load(&Verdict::file()).allows_role(boot_ms()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::FAILURE,
         },
-        Cli::Demoted => match demoted() {
+        Job::Demoted => match demoted() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!("demotion failed - {e:#}");
+                tracing::error!(target: cias_core::logging::RECORD_ONLY, "demotion failed - {e:#}");
                 eprintln!("dlll_cias-fence: {e:#}");
                 ExitCode::FAILURE
             }
         },
-        Cli::Run { config } => match run::run(&config) {
+        Job::Run { config } => match run::run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("dlll_cias-fence: {e:#}");

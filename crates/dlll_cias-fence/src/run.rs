@@ -79,11 +79,15 @@ impl Guard {
     }
 }
 
+/// Alert key: the loop cannot start (see `report_start_failure`).
+pub const START_FAILED: &str = "fence-start";
+
 pub fn run(config: &std::path::Path) -> Result<()> {
     let settings = ClusterSettings::load(config)?;
     let node = cias_core::paths::node_name().context("cannot read this node's host name")?;
     let host = LocalHost::new(node.clone());
-    cias_core::logging::to_file_and_stderr(&cias_core::paths::node_dir(&node).join("fence.log"))?;
+    cias_core::logging::also_to_file(&cias_core::paths::node_dir(&node).join("fence.log"))?;
+    cias_core::notify::alert_over(START_FAILED);
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone()).context("cannot handle signals")?;

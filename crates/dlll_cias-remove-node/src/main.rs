@@ -49,7 +49,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(
     name = "dlll_cias-remove-node",
-    version,
+    version = cias_core::VERSION,
     after_help = concat!(
         "Exit status: 0 done (or nothing left to do), 1 a step failed (a re-run continues), \
          2 bad input or not installed, 3 refused (nothing was changed; the message says why: no quorum, \
@@ -58,6 +58,8 @@ use clap::Parser;
     )
 )]
 struct Cli {
+    #[command(flatten)]
+    verbosity: cias_core::logging::Verbosity,
     /// The node to remove (its Proxmox node name).
     node: String,
     /// NODE is powered off for sure: do not wait for the fence delay (asks first at a terminal).
@@ -80,7 +82,9 @@ struct Cli {
 const LOCK: &str = "/run/dlll-cias/remove-node.lock";
 
 fn main() -> ExitCode {
-    exit::finish("dlll_cias-remove-node", run(&Cli::parse()))
+    let cli = Cli::parse();
+    cias_core::logging::start("dlll_cias-remove-node", cli.verbosity, cias_core::logging::Terminal::Echo);
+    exit::finish("dlll_cias-remove-node", run(&cli))
 }
 
 struct Ctx {
@@ -112,7 +116,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         .into());
     }
     if !cli.dry_run {
-        cias_core::logging::to_file_and_stderr(&paths::node_dir(&me).join("remove-node.log"))
+        cias_core::logging::also_to_file(&paths::node_dir(&me).join("remove-node.log"))
             .context("cannot open the removal log")?;
     }
     let _lock = match RunLock::acquire(std::path::Path::new(LOCK)) {
@@ -252,10 +256,16 @@ fn recover_vms(ctx: &mut Ctx, view: &ClusterView, node: &str, gone: std::time::D
             Action::Recover { vmid, from, to, start } if from == node => {
                 let target = ctx.on(view, to)?;
                 let mut notes = Vec::new();
-                let done =
-                    vm_recovery::recover(ctx.host.as_ref(), target.as_ref(), *vmid, from, *start, &mut |n| {
-                        notes.push(n.to_string())
-                    });
+                let local_storage = &ctx.settings.backups.local_storage;
+                let done = vm_recovery::recover(
+                    ctx.host.as_ref(),
+                    target.as_ref(),
+                    *vmid,
+                    from,
+                    *start,
+                    local_storage,
+                    &mut |n| notes.push(n.to_string()),
+                );
                 notes.into_iter().for_each(|n| ctx.tl.note(&n));
                 done.map_err(anyhow::Error::from)
             }

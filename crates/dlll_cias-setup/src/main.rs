@@ -16,7 +16,7 @@ mod ui;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use cias_core::host::{DryRunHost, Host, LocalHost};
@@ -39,7 +39,7 @@ use crate::node::{node_dir, NodeRecord};
 #[derive(Debug, Parser)]
 #[command(
     name = "dlll_cias-setup",
-    version,
+    version = cias_core::VERSION,
     after_help = "Examples:\n  dlll_cias-setup                                   # interactive\n  dlll_cias-setup --dry-run --answers a.yaml --secrets-file s.yaml\n  dlll_cias-setup --answers a.yaml --secrets-file s.yaml --wipe /dev/sdc\n\nFiles: /data/cias (management directory), /data/cias/nodes/<node>/setup.log (log),\n/data/cias/nodes/<node>/setup.journal (finished steps)."
 )]
 struct Cli {
@@ -68,36 +68,31 @@ struct Cli {
     loop_disks: bool,
     #[command(flatten)]
     answer_flags: Answers,
+    #[command(flatten)]
+    verbosity: cias_core::logging::Verbosity,
 }
 
 const LOCK: &str = cias_core::paths::SETUP_LOCK;
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Its screen is its own (plan, progress bars): the log goes to the file and the journal.
+    cias_core::logging::start("dlll_cias-setup", cli.verbosity, cias_core::logging::Terminal::Silent);
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ui::error(&format!("{e:#}"));
-            ExitCode::FAILURE
+            ExitCode::from(cias_core::exit::code(e.as_ref()))
         }
     }
 }
 
-/// Appends this run's log to the node's setup log.
-fn start_log(node: &str) -> Result<()> {
-    let dir = node_dir(node);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("setup.log"))
-        .with_context(|| format!("cannot open the log in {}", dir.display()))?;
-    tracing_subscriber::fmt().with_writer(Mutex::new(file)).with_ansi(false).with_target(false).init();
-    Ok(())
-}
-
 fn run(cli: Cli) -> Result<()> {
     let node = cias_core::paths::node_name().context("cannot read the host name")?;
+    if !cli.dry_run {
+        cias_core::exit::require_root("dlll_cias-setup")?;
+    }
     let _lock = if cli.dry_run { None } else { Some(RunLock::acquire(std::path::Path::new(LOCK))?) };
     let local: Arc<dyn Host> = Arc::new(LocalHost::new(node.clone()));
     let host: Arc<dyn Host> = if cli.dry_run {
@@ -128,7 +123,8 @@ fn run(cli: Cli) -> Result<()> {
         },
     };
     if !cli.dry_run {
-        start_log(&node)?;
+        let log = node_dir(&node).join("setup.log");
+        cias_core::logging::also_to_file(&log).with_context(|| format!("cannot open {}", log.display()))?;
         tracing::info!("dlll_cias-setup {} started on {node}", env!("CARGO_PKG_VERSION"));
     }
     let steps = steps::for_role(ctx.node.role);

@@ -160,6 +160,8 @@ fn new_cluster_settings(
         fencing: settings::Fencing::default(),
         placement: settings::Placement::default(),
         watch: settings::Watch::default(),
+        alerts: settings::Alerts::default(),
+        backups: settings::Backups::default(),
         smtp: settings::Smtp {
             host: a.smtp_host.clone().unwrap_or_else(|| settings::Smtp::default().host),
             port: a.smtp_port.unwrap_or(25),

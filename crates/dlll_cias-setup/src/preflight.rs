@@ -108,8 +108,10 @@ pub fn check(
     if uid.trim() != "0" {
         report.errors.push("setup must run as root".into());
     }
-    match host.execute(&Command::query_argv(&["pveversion"]))? {
-        out if out.success() => report.facts.push(("Proxmox".into(), out.stdout.trim().to_string())),
+    // Not there at all (it cannot even start) is the same answer as failing.
+    match host.execute(&Command::query_argv(&["pveversion"])) {
+        Ok(out) if out.success() => report.facts.push(("Proxmox".into(), out.stdout.trim().to_string())),
+        Err(e) if !matches!(e, cias_core::host::HostError::Spawn { .. }) => return Err(e.into()),
         _ => report
             .errors
             .push("Proxmox VE is not installed here (`pveversion` failed): install it first".into()),

@@ -51,12 +51,14 @@ use cias_core::timeline::Timeline;
 #[derive(Debug, Parser)]
 #[command(
     name = "dlll_cias-switch-to-master",
-    version,
+    version = cias_core::VERSION,
     after_help = "Exit status: 0 done (or nothing to do, or another takeover is running), 2 bad input\n\
                   or not installed, 3 refused (no quorum, never-master node), 1 a step failed.\n\n\
                   Files: /data/cias/nodes/<node>/takeover.log (timeline of every run, also in the journal)."
 )]
 struct Cli {
+    #[command(flatten)]
+    verbosity: cias_core::logging::Verbosity,
     /// Set by keepalived's notify_master hook: the VIPs already moved here.
     #[arg(long)]
     from_keepalived: bool,
@@ -147,10 +149,15 @@ impl Ctx {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cias_core::logging::start(
+        "dlll_cias-switch-to-master",
+        cli.verbosity,
+        cias_core::logging::Terminal::Echo,
+    );
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!(target: cias_core::logging::RECORD_ONLY, "failed: {e:#}");
             eprintln!("dlll_cias-switch-to-master: {e:#}");
             ExitCode::from(2)
         }
@@ -165,7 +172,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let installed = InstalledNode::load(&node)?;
     let caller = if cli.from_keepalived { "keepalived notify_master" } else { "manual switch" };
     if !cli.dry_run {
-        cias_core::logging::to_file_and_stderr(&paths::node_dir(&node).join("takeover.log"))
+        cias_core::logging::also_to_file(&paths::node_dir(&node).join("takeover.log"))
             .context("cannot open the takeover log")?;
     }
     let _lock = if cli.dry_run {
@@ -302,13 +309,20 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 /// notify_backup (`dlll_cias-fence demoted`) stops its mfsmaster too.
 pub fn takeover(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
     ctx.still_master()?;
-    tl.step("MooseFS master promoted from the local metalogger", |tl| moosefs::promote(ctx, tl))?;
+    let storage =
+        tl.step("MooseFS master promoted from the local metalogger", |tl| moosefs::promote(ctx, tl));
     if let Err(lost) = ctx.still_master() {
         moosefs::demote(ctx)?;
         return Err(lost);
     }
-    moosefs::ensure_mounted(ctx, tl)?;
-    vms::reconcile(ctx, tl)
+    let storage = storage.and_then(|()| moosefs::ensure_mounted(ctx, tl));
+    if storage.is_err() {
+        // The cluster's network needs its router even so: it comes back from its local copy
+        // (cias_core::vm_recovery); every VM whose disk is on MooseFS waits for it.
+        tl.note("without MooseFS, the VMs come back as far as they can: the router from its local copy");
+    }
+    let vms = vms::reconcile(ctx, tl);
+    storage.and(vms)
 }
 
 /// This node stopped holding the master VIP (another node won the election): its takeover

@@ -23,7 +23,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(
     name = "dlll_cias-vmid-map",
-    version,
+    version = cias_core::VERSION,
     after_help = "Examples:\n  dlll_cias-vmid-map 10501\n  dlll_cias-vmid-map --ip 10.10.5.1 --json\n  dlll_cias-vmid-map --port 15122 --index 9\n  dlll_cias-vmid-map --list"
 )]
 struct Cli {

@@ -35,10 +35,19 @@ use cias_core::settings::ClusterSettings;
 use cias_core::state_file::StateFile;
 use clap::Parser;
 
-/// Cron jobs of a DLLL-CIAS node.
+/// Cron jobs of a DLLL-CIAS node. Each run's outcome is in the journal (`journalctl -t
+/// dlll_cias-watch`); what changed is also in /data/cias/nodes/NODE/watch.log.
 #[derive(Debug, Parser)]
-#[command(name = "dlll_cias-watch", version)]
-enum Cli {
+#[command(name = "dlll_cias-watch", version = cias_core::VERSION)]
+struct Cli {
+    #[command(subcommand)]
+    job: Job,
+    #[command(flatten)]
+    verbosity: cias_core::logging::Verbosity,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Job {
     /// On the master: write the VMID map /mnt/mfs/cias/pve_master_vmid.conf, and give every VM
     /// its anti-spoofing firewall (every minute).
     ///
@@ -86,22 +95,28 @@ enum Cli {
     },
 }
 
-fn vmids(host: &dyn Host) -> Result<()> {
+/// What a job did, for the journal.
+type Outcome = String;
+
+const NOT_MASTER: &str = "this node does not hold the master VIP: nothing to do";
+
+fn vmids(host: &dyn Host) -> Result<Outcome> {
     let settings = ClusterSettings::load(&paths::default_settings_file())?;
     if !cias_core::host::holds_address(host, &settings.internal.master_vip.to_string())? {
-        return Ok(());
+        return Ok(NOT_MASTER.into());
     }
     let vms: Vec<VmResource> =
         pvesh::parse("pvesh get /cluster/resources", &host.run(&pvesh::vm_resources_command())?.stdout)?;
     // Never overwrite a good map with what a node without quorum sees.
     if vms.iter().any(|v| v.status == "unknown") {
-        return Ok(());
+        return Ok("some VMs' state is unknown (no quorum?): the VMID map is left as it was".into());
     }
     let text = cias_core::takeover::vmid_map_text(&vms);
     let partial = format!("{}.partial", paths::VMID_MAP_FILE);
     host.run(&Command::write_file(&partial, text, "0644"))?;
     host.run(&Command::from_argv(&["mv", &partial, paths::VMID_MAP_FILE]))?;
-    secure_vms(host, &settings, &vms)
+    let fixes = secure_vms(host, &settings, &vms)?;
+    Ok(format!("VMID map written ({} VMs); {fixes} firewall fix(es)", vms.len()))
 }
 
 /// What the firewall job last told about (told again only when it changes).
@@ -117,8 +132,8 @@ impl StateFile for FirewallFindings {
 }
 
 /// Every VM gets its anti-spoofing firewall; what cannot be done is named in the log (once), and
-/// the rest is still done.
-fn secure_vms(host: &dyn Host, settings: &ClusterSettings, vms: &[VmResource]) -> Result<()> {
+/// the rest is still done. Returns how many fixes were made.
+fn secure_vms(host: &dyn Host, settings: &ClusterSettings, vms: &[VmResource]) -> Result<usize> {
     let cluster = guest_firewall::ensure_cluster(host)?;
     let vms: Vec<(String, u32)> =
         vms.iter().filter(|v| v.kind == "qemu" && !v.template).map(|v| (v.node.clone(), v.vmid)).collect();
@@ -131,9 +146,9 @@ fn secure_vms(host: &dyn Host, settings: &ClusterSettings, vms: &[VmResource]) -
     let file = FirewallFindings::file();
     let news = FirewallFindings::load(&file) != findings;
     if plan.fixes.is_empty() && cluster != ClusterFirewall::Ours(true) && !news {
-        return Ok(());
+        return Ok(0);
     }
-    cias_core::logging::to_file_and_stderr(&paths::node_dir(host.name()).join("watch.log"))?;
+    cias_core::logging::also_to_file(&paths::node_dir(host.name()).join("watch.log"))?;
     if cluster == ClusterFirewall::Ours(true) {
         tracing::info!("datacenter firewall switched on ({})", guest_firewall::CLUSTER_FILE);
     }
@@ -173,31 +188,33 @@ fn secure_vms(host: &dyn Host, settings: &ClusterSettings, vms: &[VmResource]) -
     if !failed.is_empty() {
         anyhow::bail!("VMs without anti-spoofing firewall: {}", failed.join(", "));
     }
-    Ok(())
+    Ok(plan.fixes.len())
 }
 
-fn master(host: &dyn Host, node: &str) -> Result<()> {
+fn master(host: &dyn Host, node: &str) -> Result<Outcome> {
     let settings = ClusterSettings::load(&paths::default_settings_file())?;
     if InstalledNode::load(node)?.priority.can_be_master() {
-        return Ok(()); // its keepalived takes the role itself
+        return Ok("this node may be master (its keepalived takes the role itself): nothing to do".into());
     }
     let status = host.run(&pvesh::get_json("/cluster/status"))?.stdout;
     let entries: Vec<pvesh::ClusterStatusEntry> = pvesh::parse("pvesh get /cluster/status", &status)?;
     if !pvesh::partition(&entries).0 {
-        return Ok(()); // cut off: the fence service acts, and nothing here can tell who is master
+        // Cut off: the fence service acts, and nothing here can tell who is master.
+        return Ok("this node is outside the quorate partition: nothing to look at".into());
     }
     // One look at a time (cron, or an administrator at the same moment): told once.
     let _lock = match RunLock::acquire(&Path::new(paths::STATE_DIR).join("watch-master.lock")) {
-        Err(JournalError::Busy { .. }) => return Ok(()),
+        Err(JournalError::Busy { .. }) => return Ok("another look is under way".into()),
         lock => lock?,
     };
-    cias_core::logging::to_file_and_stderr(&paths::node_dir(node).join("watch.log"))?;
+    cias_core::logging::also_to_file(&paths::node_dir(node).join("watch.log"))?;
     let vip = settings.internal.master_vip.to_string();
     let answers = port_open(host, &vip, 9421)?;
     let file = Absence::file();
     let mut absence = Absence::load(&file);
     let finding = absence.observe(answers, cias_core::clock::boot_ms());
     absence.save(&file).with_context(|| format!("cannot write {}", file.display()))?;
+    let outcome = format!("a master answers at {vip}:9421: {}", if answers { "yes" } else { "no" });
     match finding {
         Finding::Present => {}
         Finding::Missing(d) => tracing::warn!("no master answers at {vip}:9421 (for {}s)", d.as_secs()),
@@ -220,41 +237,44 @@ fn master(host: &dyn Host, node: &str) -> Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(outcome)
+}
+
+impl Job {
+    fn name(&self) -> &'static str {
+        match self {
+            Job::Vmids => "vmids",
+            Job::Master => "master",
+            Job::Uplink => "uplink",
+            Job::Nodes => "nodes",
+            Job::Peers { .. } => "peers",
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse() {
-        Cli::Vmids => paths::node_name()
-            .context("cannot read this node's host name")
-            .and_then(|node| vmids(&LocalHost::new(node))),
-        Cli::Master => paths::node_name()
-            .context("cannot read this node's host name")
-            .and_then(|node| master(&LocalHost::new(node.clone()), &node)),
-        Cli::Nodes => paths::node_name()
-            .context("cannot read this node's host name")
-            .and_then(|node| nodes::run(&LocalHost::new(node.clone()), &node)),
-        Cli::Peers { all, unicast } => {
-            paths::node_name().context("cannot read this node's host name").and_then(|node| {
-                let local: std::sync::Arc<dyn Host> = std::sync::Arc::new(LocalHost::new(node.clone()));
-                peers::run(&local, &node, all, unicast)
-            })
+    let cli = Cli::parse();
+    cias_core::logging::start("dlll_cias-watch", cli.verbosity, cias_core::logging::Terminal::Echo);
+    let name = cli.job.name();
+    let result = paths::node_name().context("cannot read this node's host name").and_then(|node| {
+        let local: std::sync::Arc<dyn Host> = std::sync::Arc::new(LocalHost::new(node.clone()));
+        match cli.job {
+            Job::Vmids => vmids(local.as_ref()),
+            Job::Master => master(local.as_ref(), &node),
+            Job::Nodes => nodes::run(local.as_ref(), &node),
+            Job::Peers { all, unicast } => peers::run(&local, &node, all, unicast),
+            Job::Uplink => Err(cias_core::exit::Refused(
+                "the uplink check is not part of this version: nothing was checked, no shutdown is scheduled"
+                    .into(),
+            )
+            .into()),
         }
-        Cli::Uplink => {
-            eprintln!("dlll_cias-watch: this check is not part of this version; nothing was done");
-            return ExitCode::from(3);
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // Once a job logs to its file, its errors belong there too (cron drops stderr).
-            if tracing::dispatcher::has_been_set() {
-                tracing::error!("{e:#}");
-            } else {
-                eprintln!("dlll_cias-watch: {e:#}");
-            }
-            ExitCode::from(2)
-        }
-    }
+    });
+    cias_core::exit::finish(
+        &format!("dlll_cias-watch {name}"),
+        result.map(|outcome| {
+            tracing::info!(target: cias_core::logging::NOT_IN_FILE, "{name}: {outcome}");
+            ExitCode::SUCCESS
+        }),
+    )
 }

@@ -20,22 +20,23 @@ use cias_core::state_file::StateFile;
 /// A removal recovers the node's VMs elsewhere: give it time, but never hang the watch.
 const REMOVAL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-pub fn run(host: &dyn Host, me: &str) -> Result<()> {
+pub fn run(host: &dyn Host, me: &str) -> Result<String> {
     let settings = ClusterSettings::load(&paths::default_settings_file())?;
     if !holds_address(host, &settings.internal.master_vip.to_string())? {
-        return Ok(());
+        return Ok(crate::NOT_MASTER.into());
     }
     let status = host.run(&pvesh::get_json("/cluster/status"))?.stdout;
     let entries: Vec<ClusterStatusEntry> = pvesh::parse("pvesh get /cluster/status", &status)?;
     if !pvesh::partition(&entries).0 {
-        return Ok(()); // cut off: the majority's master decides, this one may be the lost node
+        // Cut off: the majority's master decides, this one may be the lost node.
+        return Ok("this node is outside the quorate partition: no node is checked".into());
     }
     // A removal can take many minutes; the looks cron starts meanwhile leave it alone.
     let _lock = match RunLock::acquire(&Path::new(paths::STATE_DIR).join("watch-nodes.lock")) {
-        Err(JournalError::Busy { .. }) => return Ok(()),
+        Err(JournalError::Busy { .. }) => return Ok("the previous check is still under way".into()),
         lock => lock?,
     };
-    cias_core::logging::to_file_and_stderr(&paths::node_dir(me).join("watch.log"))?;
+    cias_core::logging::also_to_file(&paths::node_dir(me).join("watch.log"))?;
     // The timers live there; without it a new master would start them over (or a local file
     // would hide under the mount point).
     if !is_mounted(host, paths::MFS_MOUNT)? {
@@ -126,7 +127,7 @@ pub fn run(host: &dyn Host, me: &str) -> Result<()> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(format!("{} of {} members answered", answered.len(), members.len()))
 }
 
 /// Removes `node` with `dlll_cias-remove-node` (which mails its own report when it succeeds);

@@ -49,22 +49,25 @@ fn adopt_on_master(host: &dyn Host, settings: &ClusterSettings) -> Result<()> {
 }
 
 /// Brings this node's filters in line with the registry; logs what changed.
-fn here(host: &dyn Host, settings: &ClusterSettings, node: &str, to_unicast: bool) -> Result<()> {
+fn here(host: &dyn Host, settings: &ClusterSettings, node: &str, to_unicast: bool) -> Result<&'static str> {
     let management = Path::new(paths::MANAGEMENT_DIR);
     let Some(priority) = InstalledNode::priority_from(management, node) else {
-        return Ok(()); // not installed (yet): its setup writes the files itself
+        return Ok("this node is not installed yet: its setup writes the filters itself");
     };
     // Its own Proxmox host rules stay off: this node's filter is ours.
     guest_firewall::ensure_pve_file(host, &guest_firewall::host_file(node), &guest_firewall::host_text())?;
-    let Some(registry) = registry_text(host)? else { return Ok(()) };
+    let Some(registry) = registry_text(host)? else {
+        return Ok("MooseFS is not mounted: the filters stay as they are until it is");
+    };
     let peers = Peers::from_registry(&registry_file::parse(&registry)?, node)?;
     let templates = Templates::with_overrides(&management.join(paths::TEMPLATE_OVERRIDE_DIR));
     let others = peers.others.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-    if peers::apply_filter(host, &templates, settings, node, &peers)? {
+    let filter_changed = peers::apply_filter(host, &templates, settings, node, &peers)?;
+    if filter_changed {
         tracing::info!("node filter: the cluster's nodes are now {} and {others}", peers.own);
     }
     if RunLock::holder(Path::new(paths::TAKEOVER_LOCK)).is_some() {
-        return Ok(()); // a takeover or manual switch sets keepalived's file itself
+        return Ok("a takeover is under way: it sets keepalived's peers itself");
     }
     match peers::apply_keepalived(host, &templates, settings, node, priority, &peers, to_unicast)? {
         KeepalivedChange::Applied => tracing::info!("keepalived: unicast peers are now [{others}] (reloaded)"),
@@ -72,12 +75,13 @@ fn here(host: &dyn Host, settings: &ClusterSettings, node: &str, to_unicast: boo
             "keepalived still advertises by multicast (installed before unicast peers): convert every node at a quiet \
              moment with `dlll_cias-watch peers --unicast` (the election restarts)"
         ),
+        KeepalivedChange::Unchanged if !filter_changed => return Ok("the filters match the registry"),
         KeepalivedChange::Unchanged | KeepalivedChange::Switching => {}
     }
-    Ok(())
+    Ok("the filters follow the registry again")
 }
 
-pub fn run(local: &Arc<dyn Host>, node: &str, all: bool, to_unicast: bool) -> Result<()> {
+pub fn run(local: &Arc<dyn Host>, node: &str, all: bool, to_unicast: bool) -> Result<String> {
     // One at a time, the next waiting for the run under way (a node that joins needs every
     // member's answer); a run blocked on a hung MooseFS mount makes the others give up after a
     // minute instead of piling up.
@@ -91,12 +95,12 @@ pub fn run(local: &Arc<dyn Host>, node: &str, all: bool, to_unicast: bool) -> Re
             lock => break lock?,
         }
     };
-    cias_core::logging::to_file_and_stderr(&paths::node_dir(node).join("watch.log"))?;
+    cias_core::logging::also_to_file(&paths::node_dir(node).join("watch.log"))?;
     let settings = ClusterSettings::load(&paths::default_settings_file())?;
     adopt_on_master(local.as_ref(), &settings)?;
-    here(local.as_ref(), &settings, node, to_unicast)?;
+    let outcome = here(local.as_ref(), &settings, node, to_unicast)?;
     if !all {
-        return Ok(());
+        return Ok(outcome.into());
     }
     let view = members::view(local.as_ref())?;
     let mut failed = Vec::new();
@@ -116,5 +120,5 @@ pub fn run(local: &Arc<dyn Host>, node: &str, all: bool, to_unicast: bool) -> Re
             failed.join(", ")
         );
     }
-    Ok(())
+    Ok(format!("{outcome}; every other online member followed too"))
 }

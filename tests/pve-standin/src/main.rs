@@ -95,6 +95,7 @@ fn main() -> ExitCode {
         "qmrestore" => storage::qmrestore(&env, rest),
         "vzdump" => storage::vzdump(&env, rest),
         "pvesm" => storage::pvesm(&env, rest),
+        "vma" => storage::vma(rest),
         "pveversion" => {
             println!("pve-manager/8.2.4/faa83925c9641325 (running kernel: 6.8.8-2-pve)");
             Ok(0)

@@ -184,7 +184,13 @@ pub fn vzdump(env: &Env, raw: &[String]) -> Result<u8> {
     let mut vmids: Vec<u32> =
         args.positional.iter().flat_map(|p| p.split(',')).filter_map(|v| v.parse().ok()).collect();
     if args.flag("all") {
-        vmids = local_vmids(env)?;
+        let excluded: Vec<u32> = args
+            .opt("exclude")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|v| v.trim().parse().ok())
+            .collect();
+        vmids = local_vmids(env)?.into_iter().filter(|v| !excluded.contains(v)).collect();
     }
     let keep_last = args
         .opt("prune-backups")
@@ -202,7 +208,14 @@ pub fn vzdump(env: &Env, raw: &[String]) -> Result<u8> {
         let archive = dump.join(format!("vzdump-qemu-{vmid}-{stamp}.{ext}"));
         eprintln!("INFO: Starting Backup of VM {vmid} (qemu)");
         eprintln!("INFO: creating vzdump archive '{}'", archive.display());
-        write_archive(env, vmid, &archive, compress)?;
+        // As PVE/VZDump.pm: written under the name with its last suffix replaced by `.dat`,
+        // renamed once complete.
+        let partial = archive.with_extension("dat");
+        write_archive(env, vmid, &partial, compress)?;
+        if let Ok(pause) = std::env::var("PVE_STANDIN_VZDUMP_PAUSE_SECS") {
+            std::thread::sleep(std::time::Duration::from_secs(pause.parse().unwrap_or(0)));
+        }
+        std::fs::rename(&partial, &archive)?;
         std::fs::write(dump.join(format!("vzdump-qemu-{vmid}-{stamp}.log")), "INFO: backup done\n")?;
         eprintln!("INFO: Finished Backup of VM {vmid} (00:00:01)");
         if let Some(keep) = keep_last {
@@ -311,6 +324,30 @@ pub fn make_router_archive(raw: &[String]) -> Result<u8> {
     Ok(0)
 }
 
+/// Whether `name` is one pve-storage's `archive_info` reads as a VM archive:
+/// `vzdump-qemu-<anything>.vma[.gz|.lzo|.zst]`.
+fn vzdump_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("vzdump-qemu-") else { return false };
+    ["vma", "vma.gz", "vma.lzo", "vma.zst"]
+        .iter()
+        .any(|ext| rest.strip_suffix(ext).is_some_and(|stem| stem.len() > 1 && stem.ends_with('.')))
+}
+
+/// `vma verify FILE`: reads the whole archive (here: the tar it is), silent when it is whole.
+pub fn vma(raw: &[String]) -> Result<u8> {
+    let [verb, file] = raw else {
+        return Err(Failure::with_code("usage: vma verify <filename>", 255));
+    };
+    if verb != "verify" {
+        return Err(Failure::with_code(format!("vma: unknown command '{verb}'"), 255));
+    }
+    let whole = Command::new("tar").args(["-tf", file]).stdout(std::process::Stdio::null()).status()?;
+    if !whole.success() {
+        return Err(Failure::with_code(format!("vma verify: {file}: the archive is damaged"), 255));
+    }
+    Ok(0)
+}
+
 /// `qmrestore ARCHIVE VMID [--storage S] [--force 1] [--unique 1]`.
 pub fn qmrestore(env: &Env, raw: &[String]) -> Result<u8> {
     let args = Args::parse(raw)?;
@@ -324,6 +361,13 @@ pub fn qmrestore(env: &Env, raw: &[String]) -> Result<u8> {
     };
     if !archive.exists() {
         return Err(fail(format!("can't find archive file '{}'", archive.display())));
+    }
+    // pve-storage `archive_info`: the type and compression come from the vzdump name.
+    if !vzdump_name(&archive.file_name().unwrap_or_default().to_string_lossy()) {
+        return Err(Failure::die(format!(
+            "ERROR: couldn't determine archive info from '{}'",
+            archive.display()
+        )));
     }
     match vmconf::owner(env, vmid)? {
         Some(node) if node != env.node || !args.flag("force") => {

@@ -93,10 +93,40 @@ impl Mail {
         found
     }
 
+    /// The body as its reader sees it: quoted-printable decoded (lettre folds long lines so).
     pub fn body(&self) -> String {
         let raw = self.raw.replace("\r\n", "\n");
-        raw.split_once("\n\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+        let body = raw.split_once("\n\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+        let encoding = self.header("Content-Transfer-Encoding").unwrap_or_default();
+        if encoding.eq_ignore_ascii_case("quoted-printable") {
+            decode_quoted_printable(&body)
+        } else {
+            body
+        }
     }
+}
+
+/// RFC 2045 section 6.7: `=` at a line's end joins it to the next; `=XX` is the byte 0xXX.
+fn decode_quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex =
+            bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Every message received so far, oldest first.
@@ -130,5 +160,11 @@ mod tests {
         assert_eq!(mail.header("To").as_deref(), Some("a@b"));
         assert_eq!(mail.header("From"), None);
         assert_eq!(mail.body(), "line 1\nline 2\n");
+        let folded = Mail {
+            raw: "Content-Transfer-Encoding: quoted-printable\n\nrestored on node3 from /mnt/mfs/dum=\np/x, caf=C3=A9 =3D ok\n"
+                .into(),
+            received: SystemTime::UNIX_EPOCH,
+        };
+        assert_eq!(folded.body(), "restored on node3 from /mnt/mfs/dump/x, café = ok\n");
     }
 }

@@ -21,6 +21,7 @@ pub const TOOLS: &[&str] = &[
     "/usr/bin/vzdump",
     "/usr/bin/pvesm",
     "/usr/bin/pveversion",
+    "/usr/bin/vma",
     "/usr/sbin/ifreload",
     "/usr/sbin/watchdog-mux",
     "/usr/sbin/pve-firewall",
@@ -86,6 +87,7 @@ pub fn extra_files(staging: &Path) -> Result<Vec<ExtraFile>> {
         (WATCHDOG_UNIT, WATCHDOG_MUX_UNIT),
         (FIREWALL_UNIT, PVE_FIREWALL_UNIT),
         ("networking.service", NETWORKING_UNIT),
+        (DATA_DISKS_UNIT, DATA_DISKS),
     ] {
         let unit = staging.join(name);
         std::fs::write(&unit, content)?;
@@ -114,6 +116,19 @@ const NETWORKING_UNIT: &str = "[Unit]\nDescription=Network initialization (ifupd
     [Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/sbin/ifreload -a\n\n\
     [Install]\nWantedBy=multi-user.target network-online.target\n";
 
+/// The data disks of `/etc/fstab`, mounted at boot. A real node's systemd does it, but in a
+/// container its fstab generator skips device entries (measured: after a power cycle every lab
+/// node came up without its data disks, and its chunkserver failed on the bare mount point).
+/// Before the chunkserver, which would give up on them otherwise.
+const DATA_DISKS: &str =
+    "[Unit]\nDescription=Data disks of /etc/fstab (the lab's nodes boot in containers)\n\
+    DefaultDependencies=no\nAfter=local-fs.target\nBefore=moosefs-chunkserver.service shutdown.target\n\n\
+    [Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/mount -a -t ext4,xfs\n\n\
+    [Install]\nWantedBy=multi-user.target\n";
+
+/// The data disks' boot unit of the lab (see [`DATA_DISKS`]).
+const DATA_DISKS_UNIT: &str = "cias-lab-data-disks.service";
+
 /// pve-ha-manager's `watchdog-mux` unit, started at boot. The stand-in's softdog is a child
 /// process of the multiplexer that must outlive it (as the kernel's driver outlives a killed
 /// `watchdog-mux`), hence `KillMode=process`.
@@ -141,7 +156,7 @@ pub fn enable(lab: &Lab) -> Result<()> {
             node,
             &format!(
                 "systemctl enable --now {HEARTBEAT_UNIT} {WATCHDOG_UNIT} {FIREWALL_UNIT} && \
-                 systemctl enable --quiet networking.service && \
+                 systemctl enable --quiet networking.service {DATA_DISKS_UNIT} && \
                  echo 'root:{ROOT_PASSWORD}' | chpasswd"
             ),
         )?;

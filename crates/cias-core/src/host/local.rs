@@ -38,7 +38,7 @@ impl Host for LocalHost {
             None => expr.stdin_null(),
         };
         let spawn_err =
-            |source| HostError::Spawn { host: self.name.clone(), command: cmd.to_string(), source };
+            |source| HostError::Spawn { host: self.name.clone(), command: cmd.to_string(), reason: source };
         let handle = expr.start().map_err(spawn_err)?;
         let finished = handle.wait_timeout(cmd.timeout_value()).map_err(spawn_err)?;
         let Some(output) = finished else {

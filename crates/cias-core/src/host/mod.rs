@@ -270,8 +270,8 @@ pub enum HostError {
     Failed { host: String, command: String, status: String, stderr: String },
     #[error("`{command}` on {host} timed out after {}s", after.as_secs())]
     Timeout { host: String, command: String, after: Duration },
-    #[error("cannot start `{command}` on {host} - {source}")]
-    Spawn { host: String, command: String, source: std::io::Error },
+    #[error("cannot start `{command}` on {host} - {reason}")]
+    Spawn { host: String, command: String, reason: std::io::Error },
     #[error("cannot connect to {host} - {reason}")]
     Connect { host: String, reason: String },
     #[error("host key of {host} is not in {known_hosts}; refusing to connect (pin it first)")]

@@ -46,6 +46,10 @@ pub struct ClusterSettings {
     pub placement: Placement,
     #[serde(default)]
     pub watch: Watch,
+    #[serde(default)]
+    pub alerts: Alerts,
+    #[serde(default)]
+    pub backups: Backups,
 }
 
 /// The external network (SPEC section 2).
@@ -236,6 +240,42 @@ impl Watch {
     }
 }
 
+/// Mails about a condition that lasts (a service that cannot start, an old router copy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// The same condition is mailed again at most once per this many minutes (default 360).
+    pub repeat_after_mins: u32,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Self { repeat_after_mins: 360 }
+    }
+}
+
+/// Backups (SPEC section 4): the weekly jobs and the router's local copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backups {
+    /// vzdump's compression of the weekly backup of every VM but the router: `zstd`, `gzip`,
+    /// `lzo` or `0` (none). The router's is never compressed: it is restored in a hurry.
+    pub compress: String,
+    /// The administrator is told once the router's local copy is older than this many days
+    /// and no newer one can be copied (MooseFS down, or no newer backup).
+    pub local_copy_max_age_days: u32,
+    /// Where a VM is restored while MooseFS is down (the router from its local copy): a
+    /// storage of each node for VM disks. Proxmox names it `local-lvm` on a fresh install
+    /// (`local-zfs` on ZFS).
+    pub local_storage: String,
+}
+
+impl Default for Backups {
+    fn default() -> Self {
+        Self { compress: "gzip".into(), local_copy_max_age_days: 8, local_storage: "local-lvm".into() }
+    }
+}
+
 fn default_cluster_name() -> String {
     "DLLL-CIAS".into()
 }
@@ -243,10 +283,10 @@ fn default_cluster_name() -> String {
 /// Why a settings or secrets file could not be used. Always names the file.
 #[derive(Debug, Error)]
 pub enum SettingsError {
-    #[error("cannot read {file} - {source}")]
-    Read { file: PathBuf, source: std::io::Error },
-    #[error("cannot write {file} - {source}")]
-    Write { file: PathBuf, source: std::io::Error },
+    #[error("cannot read {file} - {reason}")]
+    Read { file: PathBuf, reason: std::io::Error },
+    #[error("cannot write {file} - {reason}")]
+    Write { file: PathBuf, reason: std::io::Error },
     #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     Syntax { file: PathBuf, line: Option<usize>, message: String },
     #[error("{file}{}: {field}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -268,7 +308,7 @@ impl ClusterSettings {
     /// Reads and validates a settings file.
     pub fn load(file: &Path) -> Result<Self, SettingsError> {
         let text = std::fs::read_to_string(file)
-            .map_err(|source| SettingsError::Read { file: file.into(), source })?;
+            .map_err(|source| SettingsError::Read { file: file.into(), reason: source })?;
         Self::parse(&text, file)
     }
 

@@ -58,7 +58,7 @@ pub struct Secrets {
 impl Secrets {
     /// Reads the secrets file, refusing one that group or others can read.
     pub fn load(file: &Path) -> Result<Self, SettingsError> {
-        let read_err = |source| SettingsError::Read { file: file.into(), source };
+        let read_err = |source| SettingsError::Read { file: file.into(), reason: source };
         let mode = std::fs::metadata(file).map_err(read_err)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(SettingsError::SecretsExposed { file: file.into(), mode });
@@ -75,7 +75,7 @@ impl Secrets {
 
     /// Writes the secrets file with mode 0600 from the moment it exists (never briefly readable).
     pub fn save(&self, file: &Path) -> Result<(), SettingsError> {
-        let write_err = |source| SettingsError::Write { file: file.into(), source };
+        let write_err = |source| SettingsError::Write { file: file.into(), reason: source };
         let text = serde_yaml::to_string(self).expect("secrets serialise");
         crate::host::write_local_file(file, text.as_bytes(), 0o600).map_err(write_err)
     }

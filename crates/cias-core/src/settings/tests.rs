@@ -198,3 +198,17 @@ fn an_unreadable_file_is_named() {
     let err = ClusterSettings::load(Path::new("/nonexistent/cias.yaml")).unwrap_err().to_string();
     assert!(err.starts_with("cannot read /nonexistent/cias.yaml - "), "{err}");
 }
+
+#[test]
+fn a_missing_file_names_its_cause_once() {
+    let err = ClusterSettings::load(Path::new("/nonexistent/cias.yaml")).unwrap_err();
+    // What every command prints: the message and its chain of causes.
+    let mut printed = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        printed.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    assert_eq!(printed.matches("os error 2").count(), 1, "{printed}");
+    assert!(printed.starts_with("cannot read /nonexistent/cias.yaml - "), "{printed}");
+}

@@ -135,6 +135,24 @@ pub(super) fn problems(s: &ClusterSettings) -> Vec<Problem> {
     if !looks_like_email(&s.smtp.from) {
         report("smtp.from", format!("'{}' is not an e-mail address", s.smtp.from));
     }
+    if !["0", "gzip", "lzo", "zstd"].contains(&s.backups.compress.as_str()) {
+        report(
+            "backups.compress",
+            format!("'{}' is not one of vzdump's: zstd, gzip, lzo, or 0 for none", s.backups.compress),
+        );
+    }
+    if s.backups.local_storage.is_empty() {
+        report(
+            "backups.local_storage",
+            "is empty: name a storage of every node for VM disks (local-lvm)".into(),
+        );
+    }
+    if s.backups.local_copy_max_age_days == 0 {
+        report("backups.local_copy_max_age_days", "must be at least 1 day".into());
+    }
+    if s.alerts.repeat_after_mins == 0 {
+        report("alerts.repeat_after_mins", "must be at least 1 minute".into());
+    }
     if s.uplink.shutdown_after_mins == 0 {
         report("uplink.shutdown_after_mins", "must be at least 1 minute".into());
     }

@@ -47,8 +47,8 @@ pub const SHIPPED: &[(&str, &str)] = &[
 pub enum TemplateError {
     #[error("unknown template '{0}'")]
     Unknown(String),
-    #[error("cannot read template override {file} - {source}")]
-    Override { file: PathBuf, source: std::io::Error },
+    #[error("cannot read template override {file} - {reason}")]
+    Override { file: PathBuf, reason: std::io::Error },
     #[error("template '{name}'{} could not be rendered - {message}", origin.as_ref().map(|f| format!(" (from {})", f.display())).unwrap_or_default())]
     Render { name: String, origin: Option<PathBuf>, message: String },
 }
@@ -99,7 +99,7 @@ impl Templates {
             match std::fs::read_to_string(&file) {
                 Ok(text) => return Ok((text, Some(file))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(TemplateError::Override { file, source }),
+                Err(source) => return Err(TemplateError::Override { file, reason: source }),
             }
         }
         Ok((shipped.to_string(), None))

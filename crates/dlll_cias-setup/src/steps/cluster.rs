@@ -117,8 +117,9 @@ pub fn storages(ctx: &mut Ctx) -> Result<()> {
 }
 
 /// The two weekly jobs: the router alone, uncompressed (restored fast, copied locally), and
-/// every other VM, compressed.
+/// every other VM, compressed as `backups.compress` says.
 pub fn backup_jobs(ctx: &mut Ctx) -> Result<()> {
+    let compress = ctx.settings.backups.compress.clone();
     let jobs: serde_json::Value =
         serde_json::from_str(&ctx.query(&["pvesh", "get", "/cluster/backup", "--output-format", "json"])?)
             .context("cannot read the backup jobs")?;
@@ -140,7 +141,7 @@ pub fn backup_jobs(ctx: &mut Ctx) -> Result<()> {
                 "--storage",
                 "a_mfs",
                 "--compress",
-                "gzip",
+                &compress,
             ],
         ),
     ];

@@ -106,8 +106,10 @@ pub fn save(ctx: &mut Ctx) -> Result<()> {
     ctx.write_secret(&file(SECRETS_FILE), &Secret::new(serde_yaml::to_string(&ctx.secrets)?), "0600")?;
     ctx.write(&record_file(&ctx.node.name).display().to_string(), &ctx.node.to_yaml(), "0644")?;
     if let Some(archive) = ctx.router_archive.clone() {
-        let target =
-            format!("{ROUTER_DIR}/{}", archive.file_name().context("router archive name")?.to_string_lossy());
+        // qmrestore takes the archive's type and compression from its vzdump name.
+        let given = archive.file_name().context("router archive name")?.to_string_lossy().to_string();
+        let name = cias_core::backups::restorable_name(100, &given, cias_core::clock::unix_secs());
+        let target = format!("{ROUTER_DIR}/{name}");
         if archive.to_string_lossy() != target {
             ctx.run(&["install", "-D", "-m", "0600", &archive.to_string_lossy(), &target])?;
         }

@@ -197,5 +197,10 @@ pub fn mount(ctx: &mut Ctx) -> Result<()> {
         ctx.run(&["systemctl", "start", cias_core::paths::MFS_MOUNT_UNIT])?;
     }
     ctx.wait_until("/mnt/mfs mounted", Duration::from_secs(30), || mounted(ctx, MFS_MOUNT))?;
+    if ctx.node.role == crate::node::Role::First {
+        // Deleted files keep their space this long; what is created later inherits it.
+        let secs = ctx.settings.moosefs.trash_time_secs.to_string();
+        ctx.run(&["mfssettrashtime", "-r", &secs, MFS_MOUNT])?;
+    }
     Ok(())
 }
