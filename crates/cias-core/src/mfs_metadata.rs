@@ -60,10 +60,15 @@ pub fn move_into(
 /// per changelog, `metadata VERSION` per metadata file) and what [`master_runs`] reads
 /// (`master STATE`, systemd's word for the node's mfsmaster): one round asks a node both.
 pub fn newest_version_command() -> Command {
+    newest_version_command_in(DATA_PATH)
+}
+
+/// [`newest_version_command`] for the files in `dir` (e.g. a copy being fetched).
+pub fn newest_version_command_in(dir: &str) -> Command {
     // The last line of a changelog being written may be partial: the higher of the last two.
     let script = format!(
         "printf 'master %s\\n' \"$(systemctl is-active moosefs-master)\"; \
-         cd {DATA_PATH} || exit 0; \
+         cd {dir} || exit 0; \
          for f in changelog*.mfs; do [ -s \"$f\" ] && printf 'changelog %s %s\\n' \
          \"$(head -n 1 -- \"$f\" | cut -d: -f1)\" \"$(tail -n 2 -- \"$f\" | cut -d: -f1 | sort -n | tail -n 1)\"; done; \
          for f in metadata*.mfs metadata*.mfs.back; do [ -s \"$f\" ] && \

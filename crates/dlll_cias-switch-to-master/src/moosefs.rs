@@ -12,7 +12,7 @@ use cias_core::fence::LastSeen;
 use cias_core::host::{is_mounted, port_open, Command, Host};
 use cias_core::mfs_metadata::{
     data_files, is_metalogger_file, master_runs, master_state_command, master_state_runs, move_into,
-    newest_version_command, parse_newest_version, DATA_PATH,
+    newest_version_command, newest_version_command_in, parse_newest_version, DATA_PATH,
 };
 use cias_core::paths::HANDOVER_MARK;
 use cias_core::reconcile::MASTER_FENCE_BOUND;
@@ -94,29 +94,65 @@ fn survey(ctx: &Ctx, tl: &mut Timeline) -> Result<Survey> {
 
 /// Makes sure this node starts from the newest copy in the quorate partition: when another
 /// node's metalogger is ahead of this one's (this one was reconnecting, or started over after
-/// a split brain), that node's metalogger files are copied here first.
+/// a split brain), that node's metalogger files are fetched here first. A peer may move its
+/// files aside while they are fetched (its loop demotes a former master): a copy that is not
+/// newer than this node's own is dropped and the next newest peer tried; when none is, this
+/// node starts from its own copy, and says so.
 fn take_newer_copy(ctx: &Ctx, tl: &mut Timeline, survey: &Survey) -> Result<()> {
     let mine = newest_version(ctx.host.as_ref())?;
-    let best = survey
+    let mut newer: Vec<(&Peer, u64)> = survey
         .answers
         .iter()
         .filter_map(|(peer, text)| Some((peer, parse_newest_version(text)?)))
-        .max_by_key(|(_, version)| *version)
-        .filter(|(_, version)| *version > mine);
-    let Some((peer, version)) = best else { return Ok(()) };
-    tl.note(&format!(
-        "{} holds newer metadata (version {version}, here {mine}): its metalogger's copy comes here first",
-        peer.name()
-    ));
-    ctx.host.run(&Command::from_argv(&["systemctl", "stop", "moosefs-metalogger"]))?;
+        .filter(|(_, version)| *version > mine)
+        .collect();
+    newer.sort_by_key(|(_, version)| std::cmp::Reverse(*version));
+    for (peer, version) in &newer {
+        tl.note(&format!(
+            "{} holds newer metadata (version {version}, here {mine}): its metalogger's copy comes here first",
+            peer.name()
+        ));
+        match fetch_copy(ctx, peer, mine) {
+            Ok(()) => return Ok(()),
+            Err(e) => tl.note(&format!("the copy from {} is not used - {e:#}", peer.name())),
+        }
+    }
+    if !newer.is_empty() {
+        tl.note(&format!("no newer copy could be fetched: starting from this node's own (version {mine})"));
+    }
+    Ok(())
+}
+
+/// Fetches `peer`'s metalogger files into a staging directory, and puts them in place of this
+/// node's own (set aside, never deleted) only when they are newer than `mine`.
+fn fetch_copy(ctx: &Ctx, peer: &Peer, mine: u64) -> Result<()> {
+    let host = ctx.host.as_ref();
+    let staging = format!("{DATA_PATH}/incoming-{}", cias_core::clock::unix_secs());
+    host.run(&Command::from_argv(&["mkdir", "-p", &staging]))?;
+    let fetched = host
+        .run(&peer.copy_from(&format!("{DATA_PATH}/*_ml*"), &format!("{staging}/")))
+        .map_err(anyhow::Error::from)
+        .and_then(|_| {
+            let staged =
+                parse_newest_version(&host.run(&newest_version_command_in(&staging))?.stdout).unwrap_or(0);
+            if ctx.dry_run || staged > mine {
+                Ok(())
+            } else {
+                bail!("what arrived is version {staged}, not newer than this node's")
+            }
+        });
+    if let Err(e) = fetched {
+        host.run(&Command::from_argv(&["rm", "-rf", "--", &staging]))?;
+        return Err(e);
+    }
+    host.run(&Command::from_argv(&["systemctl", "stop", "moosefs-metalogger"]))?;
     // This node's own metalogger files go aside first: left next to the peer's, a changelog
     // of its own could be merged into the chain `mfsmaster -a` replays.
     let aside = format!("{DATA_PATH}/old-metalogger-{}", cias_core::clock::unix_secs());
-    move_into(ctx.host.as_ref(), &aside, &data_files(ctx.host.as_ref())?, is_metalogger_file)?;
-    ctx.host.run(&peer.copy_from(&format!("{DATA_PATH}/*_ml*"), &format!("{DATA_PATH}/")))?;
-    ctx.host.run(&Command::from_argv(&[
+    move_into(host, &aside, &data_files(host)?, is_metalogger_file)?;
+    host.run(&Command::from_argv(&[
         "find",
-        DATA_PATH,
+        &staging,
         "-maxdepth",
         "1",
         "-name",
@@ -127,7 +163,23 @@ fn take_newer_copy(ctx: &Ctx, tl: &mut Timeline, survey: &Survey) -> Result<()> 
         "{}",
         "+",
     ]))?;
-    ctx.host.run(&Command::from_argv(&["systemctl", "start", "moosefs-metalogger"]))?;
+    host.run(&Command::from_argv(&[
+        "find",
+        &staging,
+        "-maxdepth",
+        "1",
+        "-name",
+        "*_ml*",
+        "-exec",
+        "mv",
+        "-t",
+        DATA_PATH,
+        "--",
+        "{}",
+        "+",
+    ]))?;
+    host.run(&Command::from_argv(&["rmdir", "--", &staging]))?;
+    host.run(&Command::from_argv(&["systemctl", "start", "moosefs-metalogger"]))?;
     Ok(())
 }
 
