@@ -28,6 +28,17 @@ pub fn run_cron_job(lab: &Lab, node: Node, job: &str) -> String {
     sh(lab, node, &format!("{command} </dev/null 2>&1 | cat"))
 }
 
+/// Sets `key` (a leaf name, unique in the file) to `value` in the settings of `nodes`.
+pub fn set_setting(lab: &Lab, nodes: &[Node], key: &str, value: &str) {
+    for &n in nodes {
+        sh(
+            lab,
+            n,
+            &format!("sed -i 's/^\\( *\\){key}: .*/\\1{key}: {value}/' /data/cias/cias.yaml && grep -q '{key}: {value}$' /data/cias/cias.yaml"),
+        );
+    }
+}
+
 /// The node's journal lines of `identifier` (`journalctl -t`), message text only.
 pub fn journal(lab: &Lab, node: Node, identifier: &str) -> String {
     sh(lab, node, &format!("journalctl -t {identifier} --no-pager -o cat"))
@@ -156,6 +167,13 @@ pub fn heartbeats(lab: &Lab, reader: Node, vmid: u32) -> Vec<(String, u64)> {
             Some((f.get(2)?.to_string(), f.get(4)?.parse().ok()?))
         })
         .collect()
+}
+
+/// The last record on a VM's disk: `HB ...` (it was running, or lost power) or `DOWN ...`
+/// (it was stopped cleanly).
+pub fn last_disk_record(lab: &Lab, reader: Node, vmid: u32) -> String {
+    let disk = format!("/mnt/mfs/images/{vmid}/vm-{vmid}-disk-0.raw");
+    sh(lab, reader, &format!("grep -a -E '^(HB|DOWN) {vmid} ' {disk} | tail -n 1")).trim().to_string()
 }
 
 /// The heartbeat proof: the disk holds at least `runs` unbroken runs of records, one node

@@ -39,17 +39,6 @@ fn run_backup_job(lab: &Lab, node: Node, id: &str) {
     sh(lab, node, &argv.join(" "));
 }
 
-/// Sets `key` (a leaf name, unique in the file) to `value` in the settings of `nodes`.
-fn set_setting(lab: &Lab, nodes: &[Node], key: &str, value: &str) {
-    for &n in nodes {
-        sh(
-            lab,
-            n,
-            &format!("sed -i 's/^\\( *\\){key}: .*/\\1{key}: {value}/' /data/cias/cias.yaml && grep -q '{key}: {value}$' /data/cias/cias.yaml"),
-        );
-    }
-}
-
 /// The bodies of the mails whose subject names `node` as the new master.
 fn takeover_mails(lab: &Lab, node: Node) -> Vec<String> {
     lab.mail()

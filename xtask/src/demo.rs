@@ -18,6 +18,7 @@ pub const BINARIES: &[&str] = &[
     "dlll_cias-vmid-map",
     "dlll_cias-remove-node",
     "dlll_cias-escape",
+    "dlll_cias-status",
 ];
 /// The router administrator password the demo answers with.
 pub const ROUTER_ADMIN_PASSWORD: &str = "Router-Admin-1";
@@ -68,8 +69,8 @@ pub fn first_node_answers() -> String {
      router_archive: /root/router.vma\n\
      smtp_host: 10.254.255.25\n\
      smtp_from: dlll-cias@lab.example\n\
-     uplink_target: 10.254.255.250\n"
-        .to_string()
+     uplink_targets: [{UPLINK_TARGET}]\n"
+        .replace("{UPLINK_TARGET}", &crate::lab::addr::UPLINK_TARGET.to_string())
 }
 
 /// The answers of an extending node; `fingerprint` is the master's SSH host key's.

@@ -15,13 +15,14 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cias_core::chunkservers;
 use cias_core::escape::{self, Inputs, Plan};
 use cias_core::exit::{self, Refused};
-use cias_core::host::{holds_address, Command, DryRunHost, Host, LocalHost};
+use cias_core::handover;
+use cias_core::host::{Command, DryRunHost, Host, LocalHost};
 use cias_core::installed::InstalledNode;
 use cias_core::journal::{JournalError, RunLock};
 use cias_core::members::{self, step_host, vip_holder};
@@ -82,8 +83,6 @@ struct Cli {
 }
 
 const LOCK: &str = "/run/dlll-cias/escape.lock";
-/// How long the handed-over role may take to leave, with the router.
-const HANDOVER_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 /// Everything the steps work with.
 #[derive(Debug)]
@@ -277,23 +276,11 @@ fn leave(ctx: &mut Ctx, view: &ClusterView, plan: &Plan) -> Result<()> {
 
 /// The manual switch runs on `to`; this node waits until the VIP and the router have left it.
 fn hand_over(ctx: &mut Ctx, view: &ClusterView, to: &str) -> Result<()> {
-    let target = ctx.on(view, to)?;
-    target.run(&Command::from_argv(&["dlll_cias-switch-to-master"]).timeout(HANDOVER_LIMIT))?;
+    ctx.on(view, to)?.run(&handover::switch_command())?;
     if ctx.dry_run {
         return Ok(());
     }
-    let vip = ctx.settings.internal.master_vip.to_string();
-    let deadline = Instant::now() + HANDOVER_LIMIT;
-    loop {
-        let router_here = ctx.view()?.vm(ROUTER_VMID).is_some_and(|v| v.node == ctx.me);
-        if !holds_address(ctx.local.as_ref(), &vip)? && !router_here {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the master role or the router had not left after {}s", HANDOVER_LIMIT.as_secs());
-        }
-        std::thread::sleep(Duration::from_secs(5));
-    }
+    handover::wait_gone(ctx.local.as_ref(), &ctx.settings.internal.master_vip.to_string())?;
     ctx.tl.note(&format!("master role and router handed over to {to}"));
     Ok(())
 }

@@ -71,9 +71,11 @@ pub struct Answers {
     /// First node: sender address of reports.
     #[arg(long, value_name = "ADDRESS")]
     pub smtp_from: Option<String>,
-    /// First node: the address the uplink check pings (default 8.8.8.8).
-    #[arg(long, value_name = "IP")]
-    pub uplink_target: Option<Ipv4Addr>,
+    /// First node: the addresses the uplink check pings, any answer counts (repeat; default:
+    /// the external gateway, 8.8.8.8 and 1.1.1.1).
+    #[arg(long = "uplink-target", value_name = "IP")]
+    #[serde(default, alias = "uplink_target", deserialize_with = "cias_core::settings::one_or_many")]
+    pub uplink_targets: Vec<Ipv4Addr>,
 
     /// Extension: the master's SSH host key fingerprint (`SHA256:...`, from
     /// `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the master). Without it the
@@ -128,7 +130,7 @@ impl Answers {
             smtp_host: pick(flags.smtp_host, self.smtp_host),
             smtp_port: pick(flags.smtp_port, self.smtp_port),
             smtp_from: pick(flags.smtp_from, self.smtp_from),
-            uplink_target: pick(flags.uplink_target, self.uplink_target),
+            uplink_targets: pick_list(flags.uplink_targets, self.uplink_targets),
             master_fingerprint: pick(flags.master_fingerprint, self.master_fingerprint),
         }
     }

@@ -168,10 +168,7 @@ fn new_cluster_settings(
             from: a.smtp_from.clone().unwrap_or_else(|| settings::Smtp::default().from),
             username: None,
         },
-        uplink: settings::Uplink {
-            target: a.uplink_target.unwrap_or(settings::Uplink::default().target),
-            ..Default::default()
-        },
+        uplink: settings::Uplink { targets: a.uplink_targets.clone(), ..Default::default() },
     };
     let problems = settings.new_cluster_problems();
     if !problems.is_empty() {

@@ -150,34 +150,15 @@ fn fetch_copy(ctx: &Ctx, peer: &Peer, mine: u64) -> Result<()> {
     // of its own could be merged into the chain `mfsmaster -a` replays.
     let aside = format!("{DATA_PATH}/old-metalogger-{}", cias_core::clock::unix_secs());
     move_into(host, &aside, &data_files(host)?, is_metalogger_file)?;
-    host.run(&Command::from_argv(&[
-        "find",
-        &staging,
-        "-maxdepth",
-        "1",
-        "-name",
-        "*_ml*",
-        "-exec",
-        "chown",
-        "mfs:mfs",
-        "{}",
-        "+",
-    ]))?;
-    host.run(&Command::from_argv(&[
-        "find",
-        &staging,
-        "-maxdepth",
-        "1",
-        "-name",
-        "*_ml*",
-        "-exec",
-        "mv",
-        "-t",
-        DATA_PATH,
-        "--",
-        "{}",
-        "+",
-    ]))?;
+    // `find -exec`: the staged names are only known on the node.
+    let each_staged = |action: &[&str]| {
+        let mut argv = vec!["find", &staging, "-maxdepth", "1", "-name", "*_ml*", "-exec"];
+        argv.extend_from_slice(action);
+        argv.extend(["{}", "+"]);
+        host.run(&Command::from_argv(&argv))
+    };
+    each_staged(&["chown", "mfs:mfs"])?;
+    each_staged(&["mv", "-t", DATA_PATH, "--"])?;
     host.run(&Command::from_argv(&["rmdir", "--", &staging]))?;
     host.run(&Command::from_argv(&["systemctl", "start", "moosefs-metalogger"]))?;
     Ok(())

@@ -12,13 +12,16 @@
 //!   `/mnt/mfs/cias/node-watch.json` (see `cias_core::node_watch`).
 //! - `peers`: every node keeps keepalived's unicast peers and its nftables filter in line with
 //!   the address registry (see `cias_core::peers`); `--all` asks every member to.
-//! - `uplink`: not part of this version (it exits 3 and says so).
+//! - `uplink`: every node pings the uplink targets; when none answers, one power-off is
+//!   scheduled `uplink.shutdown_after_mins` later (VMs stopped cleanly first, the master's role
+//!   handed over first), cancelled when the link comes back (see `cias_core::uplink`).
 //!
 //! `vmids` also keeps every VM's Proxmox firewall in place (`cias_core::guest_firewall`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod nodes;
 mod peers;
+mod uplink;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -59,8 +62,36 @@ enum Job {
     /// On a never-master node: mail the administrator when no master answers on two looks
     /// (every minute).
     Master,
-    /// Uplink check (not in this version).
-    Uplink,
+    /// On every node: ping the uplink targets; when none answers, power this node off later
+    /// (every 3 minutes).
+    ///
+    /// The targets are `uplink.targets` in /data/cias/cias.yaml (default: the external
+    /// gateway, 8.8.8.8 and 1.1.1.1); any answer to `ping` counts. The first run that gets no
+    /// answer schedules one power-off `uplink.shutdown_after_mins` later (default 15) as the
+    /// systemd timer dlll-cias-uplink-power-off.timer, tells everyone logged in (wall) and
+    /// mails the administrator; later runs leave it as it is. A run that gets an answer again
+    /// cancels it. Nothing is scheduled while the router VM 100 runs nowhere (then the outside
+    /// cannot answer through it whatever the uplink does). The state is kept in
+    /// /var/lib/dlll-cias/uplink.json: a node that boots without uplink schedules afresh, a
+    /// full period later.
+    ///
+    /// At the deadline, if still nothing answers: the master hands its role and the router to
+    /// the highest-priority node whose uplink answers (the manual switch runs there); every VM
+    /// here is shut down cleanly (`qm shutdown --timeout 180 --forceStop 1`); a master that
+    /// found no such node then keeps the storage up until no VM runs on the other nodes (their
+    /// disks are on it; at most 15 minutes); the node powers off (`systemctl poweroff`).
+    Uplink {
+        /// Cancel the scheduled power-off; none is scheduled again until the uplink has come
+        /// back once.
+        #[arg(long, conflicts_with_all = ["probe", "power_off"])]
+        cancel: bool,
+        /// Only ping the targets: exit 0 when one answers, 1 when none does; nothing changes.
+        #[arg(long, conflicts_with = "power_off")]
+        probe: bool,
+        /// Run by the power-off timer at the deadline (see above).
+        #[arg(long, hide = true)]
+        power_off: bool,
+    },
     /// On the quorate master: check every node and remove the ones silent too long (every 5
     /// minutes).
     ///
@@ -245,7 +276,7 @@ impl Job {
         match self {
             Job::Vmids => "vmids",
             Job::Master => "master",
-            Job::Uplink => "uplink",
+            Job::Uplink { .. } => "uplink",
             Job::Nodes => "nodes",
             Job::Peers { .. } => "peers",
         }
@@ -263,11 +294,15 @@ fn main() -> ExitCode {
             Job::Master => master(local.as_ref(), &node),
             Job::Nodes => nodes::run(local.as_ref(), &node),
             Job::Peers { all, unicast } => peers::run(&local, &node, all, unicast),
-            Job::Uplink => Err(cias_core::exit::Refused(
-                "the uplink check is not part of this version: nothing was checked, no shutdown is scheduled"
-                    .into(),
-            )
-            .into()),
+            Job::Uplink { cancel, probe, power_off } => {
+                let ask = match (cancel, probe, power_off) {
+                    (true, _, _) => uplink::Ask::Cancel,
+                    (_, true, _) => uplink::Ask::Probe,
+                    (_, _, true) => uplink::Ask::PowerOff,
+                    _ => uplink::Ask::Look,
+                };
+                uplink::run(&local, ask)
+            }
         }
     });
     cias_core::exit::finish(

@@ -1,6 +1,7 @@
 //! A running VM: a process on its node that holds its disk open and appends a heartbeat
-//! record (`HB vmid node counter unix_ms`) to it every second, fsync'd. Tests read the disk to
-//! prove a VM never ran on two nodes at once and to measure what a recovery lost.
+//! record (`HB vmid node counter unix_ms`) to it every second, fsync'd, and `DOWN ...` last
+//! when it is stopped cleanly. Tests read the disk to prove a VM never ran on two nodes at
+//! once, to measure what a recovery lost, and to tell a clean stop from a power cut.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -129,11 +130,22 @@ pub fn run(env: &Env, args: &[String]) -> Result<u8> {
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&disk)?;
     std::fs::create_dir_all(&env.pids)?;
     std::fs::write(pid_file(env, vmid), std::process::id().to_string())?;
+    // SIGTERM is a clean stop (an ACPI shutdown the guest obeys): it writes a last `DOWN`
+    // record. A power cut (SIGKILL) leaves the disk as the last heartbeat left it.
+    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, std::sync::Arc::clone(&stopping))?;
     loop {
         counter += 1;
         writeln!(file, "HB {vmid} {} {counter} {}", env.node, now_ms())?;
         file.sync_data()?;
-        std::thread::sleep(Duration::from_secs(1));
+        for _ in 0..10 {
+            if stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                writeln!(file, "DOWN {vmid} {} {counter} {}", env.node, now_ms())?;
+                file.sync_data()?;
+                return Ok(0);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

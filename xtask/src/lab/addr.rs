@@ -19,6 +19,9 @@ pub const LAN_PREFIX: u8 = 8;
 pub const MASTER_VIP: Ipv4Addr = Ipv4Addr::new(10, 254, 0, 254);
 /// Driver address on the LAN bridge: tests reach the nodes from here (SSH).
 pub const DRIVER_LAN_IP: Ipv4Addr = Ipv4Addr::new(10, 254, 255, 250);
+/// What the nodes' uplink check pings in the lab (the outside, as far as the lab goes): the
+/// driver's LAN address. `lab uplink-cut` stops it answering a node.
+pub const UPLINK_TARGET: Ipv4Addr = DRIVER_LAN_IP;
 /// Driver address on the WAN bridge: the external network's gateway `.1` (SPEC section 2).
 pub const DRIVER_WAN_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 56, 1);
 /// WAN prefix length: the example external network 192.168.56.0/24.

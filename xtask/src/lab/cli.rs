@@ -46,7 +46,13 @@ enum LabCommand {
         #[arg(required = true, num_args = 1..)]
         groups: Vec<String>,
     },
-    /// Undo every cut and partition.
+    /// The uplink target (the driver's LAN address) stops answering these nodes' pings; their
+    /// other traffic goes on. `lab heal` undoes it.
+    UplinkCut {
+        #[arg(required = true, num_args = 1..)]
+        nodes: Vec<Node>,
+    },
+    /// Undo every cut, uplink cut and partition.
     Heal,
     /// Run a command inside NODE: `lab exec node1 -- ip addr`.
     Exec {
@@ -84,6 +90,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         LabCommand::PowerOn { node } => Lab::attach()?.power_on(node)?,
         LabCommand::Cut { node } => Lab::attach()?.cut(node)?,
         LabCommand::Partition { groups } => Lab::attach()?.partition(&faults::parse_groups(&groups)?)?,
+        LabCommand::UplinkCut { nodes } => Lab::attach()?.cut_uplink(&nodes)?,
         LabCommand::Heal => Lab::attach()?.heal()?,
         LabCommand::Exec { node, command } => {
             Lab::attach()?.node(&node.name())?;

@@ -56,9 +56,19 @@ impl Lab {
         network::partition(&all)
     }
 
-    /// Undoes every cut and partition (powered-off nodes stay off).
+    /// The lab's uplink target stops answering these nodes' pings (the rest of their network
+    /// works); an empty list gives every node its uplink back.
+    pub fn cut_uplink(&self, nodes: &[Node]) -> Result<()> {
+        for node in nodes {
+            self.node(&node.name())?;
+        }
+        network::cut_uplink(nodes)
+    }
+
+    /// Undoes every cut, uplink cut and partition (powered-off nodes stay off).
     pub fn heal(&self) -> Result<()> {
         network::clear_partition()?;
+        network::clear_uplink_cut()?;
         let existing = network::lab_netns()?;
         for &node in &self.nodes {
             if existing.contains(&node.netns()) {

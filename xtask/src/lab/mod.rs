@@ -198,6 +198,13 @@ impl Lab {
         ssh::from_driver(node, &argv).output()
     }
 
+    /// Logs in to the node over SSH with a terminal, in the background, running `command`;
+    /// what the terminal shows (e.g. `wall` messages) goes to `log`.
+    pub fn terminal(&self, node: Node, command: &[&str], log: &Path) -> Result<()> {
+        let argv: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        ssh::terminal_from_driver(node, &argv).spawn_detached(log)
+    }
+
     /// Runs a command in the driver namespace (on both bridges, like an admin's laptop).
     pub fn driver(&self, command: &[&str]) -> Result<Output> {
         let mut argv = vec!["ip", "netns", "exec", addr::DRIVER_NETNS];

@@ -180,19 +180,48 @@ pub fn partition(groups: &[Vec<Node>]) -> Result<()> {
         "table bridge {NFT_TABLE} {{\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n{rules}  }}\n}}\n"
     );
     clear_partition()?;
-    cmd(["ip", "netns", "exec", BRIDGE_NETNS, "nft", "-f", "-"])
-        .stdin(ruleset)
-        .run()
-        .context("cannot load the partition's nftables rules")?;
-    Ok(())
+    load_bridge_table(&ruleset).context("cannot load the partition's nftables rules")
 }
 
 pub fn clear_partition() -> Result<()> {
+    delete_bridge_table(NFT_TABLE)
+}
+
+/// Loads an nftables ruleset into the bridge namespace.
+fn load_bridge_table(ruleset: &str) -> Result<()> {
+    cmd(["ip", "netns", "exec", BRIDGE_NETNS, "nft", "-f", "-"]).stdin(ruleset).run()?;
+    Ok(())
+}
+
+/// Deletes the bridge namespace's nftables table `name`, if it is there.
+fn delete_bridge_table(name: &str) -> Result<()> {
     let tables = cmd(["ip", "netns", "exec", BRIDGE_NETNS, "nft", "list", "tables"]).run()?;
-    if tables.contains(NFT_TABLE) {
-        cmd(["ip", "netns", "exec", BRIDGE_NETNS, "nft", "delete", "table", "bridge", NFT_TABLE]).run()?;
+    if tables.contains(name) {
+        cmd(["ip", "netns", "exec", BRIDGE_NETNS, "nft", "delete", "table", "bridge", name]).run()?;
     }
     Ok(())
+}
+
+const NFT_UPLINK_TABLE: &str = "cias_lab_uplink";
+
+/// The nodes' uplink target (the lab's outside, the driver's LAN address) stops answering
+/// `nodes`' pings; everything else (SSH from the driver, the nodes among themselves) goes on.
+/// Replaces any earlier uplink cut; no nodes heals it.
+pub fn cut_uplink(nodes: &[Node]) -> Result<()> {
+    clear_uplink_cut()?;
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let ports: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.port(LAN_BRIDGE))).collect();
+    let ruleset = format!(
+        "table bridge {NFT_UPLINK_TABLE} {{\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    iifname {{ {} }} ip daddr {UPLINK_TARGET} icmp type echo-request drop\n  }}\n}}\n",
+        ports.join(", ")
+    );
+    load_bridge_table(&ruleset).context("cannot load the uplink cut's nftables rules")
+}
+
+pub fn clear_uplink_cut() -> Result<()> {
+    delete_bridge_table(NFT_UPLINK_TABLE)
 }
 
 /// IPv4 addresses configured in `netns`, as (interface, address) pairs.

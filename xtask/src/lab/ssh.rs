@@ -66,6 +66,16 @@ pub fn distribute(keys: &[(Node, (String, String))]) -> Result<()> {
 /// `ssh` from the driver namespace to root on the node, host key pinned; `command` is run by
 /// the node's shell (empty: an interactive login).
 pub fn from_driver(node: Node, command: &[String]) -> Cmd {
+    driver_ssh(node, &[], command)
+}
+
+/// [`from_driver`] with a terminal (`ssh -tt`): a logged-in administrator, who sees `wall`
+/// messages. The client gives up 15 s after the node stops answering.
+pub fn terminal_from_driver(node: Node, command: &[String]) -> Cmd {
+    driver_ssh(node, &["-tt", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"], command)
+}
+
+fn driver_ssh(node: Node, options: &[&str], command: &[String]) -> Cmd {
     let key = driver_key().display().to_string();
     let known = format!("UserKnownHostsFile={}", known_hosts().display());
     let mut argv: Vec<String> = [
@@ -93,6 +103,7 @@ pub fn from_driver(node: Node, command: &[String]) -> Cmd {
     // The pin is under the node's name: the installer renumbers nodes (10.254.0.1 for the
     // first, 10.254.R.N for the others), so its address changes from the lab's.
     argv.extend(["-o".to_string(), format!("HostKeyAlias={}", node.name())]);
+    argv.extend(options.iter().map(|o| o.to_string()));
     argv.push(format!("root@{}", lan_address(node)));
     argv.extend(command.iter().cloned());
     cmd(argv)

@@ -164,18 +164,37 @@ impl Default for Smtp {
     }
 }
 
-/// The uplink check (SPEC section 4): a node that cannot reach `target` shuts down.
+/// The uplink check (SPEC section 4): a node from which none of the targets answers a ping
+/// powers off after `shutdown_after_mins`, its VMs stopped cleanly first (`cias_core::uplink`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Uplink {
-    pub target: Ipv4Addr,
+    /// Addresses pinged; any answer counts. Empty: the external gateway, 8.8.8.8 and 1.1.1.1
+    /// (see [`ClusterSettings::uplink_targets`]). `target:` (one address) is read as a list.
+    #[serde(alias = "target", deserialize_with = "one_or_many")]
+    pub targets: Vec<Ipv4Addr>,
     pub shutdown_after_mins: u32,
 }
 
 impl Default for Uplink {
     fn default() -> Self {
-        Self { target: Ipv4Addr::new(8, 8, 8, 8), shutdown_after_mins: 15 }
+        Self { targets: Vec::new(), shutdown_after_mins: 15 }
     }
+}
+
+/// Reads an address or a list of addresses as a list (files written before `uplink.targets`
+/// had one `target`).
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Ipv4Addr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Ipv4Addr),
+        Many(Vec<Ipv4Addr>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(a) => vec![a],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// Self-fencing and recovery timing (SPEC section 7, split brain and fencing).
@@ -303,6 +322,16 @@ impl ClusterSettings {
     pub(crate) fn sample() -> Self {
         Self::parse(include_str!("../../testdata/cias.yaml"), Path::new("cias.yaml"))
             .expect("the sample is valid")
+    }
+
+    /// What the uplink check pings: `uplink.targets`, or by default the external gateway,
+    /// 8.8.8.8 and 1.1.1.1 (the nodes reach all three through the router).
+    pub fn uplink_targets(&self) -> Vec<Ipv4Addr> {
+        if self.uplink.targets.is_empty() {
+            vec![self.external.gateway, Ipv4Addr::new(8, 8, 8, 8), Ipv4Addr::new(1, 1, 1, 1)]
+        } else {
+            self.uplink.targets.clone()
+        }
     }
 
     /// Reads and validates a settings file.

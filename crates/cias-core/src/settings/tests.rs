@@ -212,3 +212,19 @@ fn a_missing_file_names_its_cause_once() {
     assert_eq!(printed.matches("os error 2").count(), 1, "{printed}");
     assert!(printed.starts_with("cannot read /nonexistent/cias.yaml - "), "{printed}");
 }
+
+#[test]
+fn uplink_targets_are_a_list_and_an_older_single_target_still_reads() {
+    let one = parse(SAMPLE).unwrap();
+    assert_eq!(one.uplink_targets(), [Ipv4Addr::new(192, 168, 56, 1)], "`target:` of an older file");
+    let many = parse(&edited("  target: 192.168.56.1\n", "  targets: [10.254.255.1, 9.9.9.9]\n")).unwrap();
+    assert_eq!(many.uplink_targets(), [Ipv4Addr::new(10, 254, 255, 1), Ipv4Addr::new(9, 9, 9, 9)]);
+    let none = parse(&edited("  target: 192.168.56.1\n", "")).unwrap();
+    assert_eq!(
+        none.uplink_targets(),
+        [Ipv4Addr::new(192, 168, 56, 1), Ipv4Addr::new(8, 8, 8, 8), Ipv4Addr::new(1, 1, 1, 1)],
+        "by default the external gateway and two public resolvers"
+    );
+    let err = error(&edited("  target: 192.168.56.1\n", "  targets: [127.0.0.1]\n"));
+    assert!(err.contains("uplink.targets: 127.0.0.1 is on this machine itself"), "{err}");
+}

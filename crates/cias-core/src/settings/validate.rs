@@ -156,6 +156,9 @@ pub(super) fn problems(s: &ClusterSettings) -> Vec<Problem> {
     if s.uplink.shutdown_after_mins == 0 {
         report("uplink.shutdown_after_mins", "must be at least 1 minute".into());
     }
+    if let Some(bad) = s.uplink.targets.iter().find(|t| t.is_loopback() || t.is_unspecified()) {
+        report("uplink.targets", format!("{bad} is on this machine itself: it always answers"));
+    }
     if s.fencing.delay_secs < 3 {
         // Below the membership timeout a short network hiccup would stop every VM.
         report(
