@@ -70,6 +70,17 @@ fn setup_installs_extends_resumes_and_refuses_bad_input() {
         )
         .unwrap();
     assert!(out.stderr.contains("missing answer 'domain'"), "{}", out.stderr);
+    // Without a terminal, a plan is carried out only with --yes.
+    let out = lab
+        .exec(n1, &["dlll_cias-setup", "--answers", ANSWERS, "--secrets-file", demo::SECRETS, "--loop-disks"])
+        .unwrap();
+    assert!(out.stdout.contains("Plan: install the FIRST node"), "the plan is shown:\n{}", out.stdout);
+    assert!(out.stderr.contains("run with --yes to proceed"), "{}", out.stderr);
+    assert_eq!(out.status, 3, "refused: {}", out.stderr);
+    // Preflight names what is missing before anything changes.
+    sh(&lab, n1, "mv /usr/local/sbin/dlll_cias-fence /root/");
+    refused(&lab, n1, &[], "missing: /usr/local/sbin/dlll_cias-fence");
+    sh(&lab, n1, "mv /root/dlll_cias-fence /usr/local/sbin/");
     assert_eq!(changed_since(&lab, n1, "/tmp/before-bad-input"), "");
 
     step("a dry run shows the commands and changes nothing");
@@ -102,7 +113,7 @@ fn setup_installs_extends_resumes_and_refuses_bad_input() {
     let uuid_before = sh(&lab, n3, &format!("blkid -p -s UUID -o value {disk2}"));
     // One shell holds the first run, kills it once the disks step is journaled, and waits.
     sh(&lab, n3, &format!(
-        "dlll_cias-setup --answers {ANSWERS} --secrets-file {} --loop-disks > /root/first-run.log 2>&1 & pid=$!; \
+        "dlll_cias-setup --answers {ANSWERS} --secrets-file {} --loop-disks --yes > /root/first-run.log 2>&1 & pid=$!; \
          for i in $(seq 1 1200); do grep -q disks /data/cias/nodes/node3/setup.journal 2>/dev/null && break; sleep 0.1; done; \
          kill -KILL $pid; wait $pid || true",
         demo::SECRETS

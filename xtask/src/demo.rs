@@ -108,7 +108,8 @@ pub fn prepare_extension(lab: &Lab, node: Node, master: Node, priority: u8) -> R
 
 /// Runs the installer on `node` with the prepared answers (plus `extra` arguments).
 pub fn setup(lab: &Lab, node: Node, extra: &[&str]) -> Result<Output> {
-    let mut argv = vec!["dlll_cias-setup", "--answers", ANSWERS, "--secrets-file", SECRETS, "--loop-disks"];
+    let mut argv =
+        vec!["dlll_cias-setup", "--answers", ANSWERS, "--secrets-file", SECRETS, "--loop-disks", "--yes"];
     argv.extend_from_slice(extra);
     lab.exec(node, &argv)
 }

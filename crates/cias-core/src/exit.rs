@@ -4,6 +4,17 @@
 use crate::installed::InstalledError;
 use crate::settings::SettingsError;
 
+/// The exit-status table every command's `--help` ends with (`concat!` takes it): one table
+/// for every binary but `dlll_cias-status`, whose status is the cluster's health.
+#[macro_export]
+macro_rules! exit_status_help {
+    () => {
+        "Exit status: 0 done (or nothing to do); 1 a step failed (running the same command again \
+         continues); 2 bad input, bad settings or not installed; 3 refused (nothing was changed; the \
+         message says why)."
+    };
+}
+
 /// A refusal: the command changed nothing, and says why (exit 3).
 #[derive(Debug, thiserror::Error)]
 #[error("refused: {0}")]

@@ -42,8 +42,10 @@ const STALE: &str = "router-copy-old";
 #[command(
     name = "dlll_cias-backup-zentyal",
     version = cias_core::VERSION,
-    after_help = "Exit status: 0 done (or nothing to do), 1 a step failed, 2 bad input or not installed.\n\n\
-                  Log: the journal (journalctl -t dlll_cias-backup-zentyal) and /data/cias/nodes/<node>/backup.log."
+    after_help = concat!(
+        cias_core::exit_status_help!(),
+        "\n\nLog: the journal (journalctl -t dlll_cias-backup-zentyal) and /data/cias/nodes/<node>/backup.log."
+    )
 )]
 struct Cli {
     /// Run `vzdump 100` to the mfs-backup storage (on the node that runs VM 100).

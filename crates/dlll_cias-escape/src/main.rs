@@ -53,9 +53,8 @@ use clap::Parser;
     name = "dlll_cias-escape",
     version = cias_core::VERSION,
     after_help = concat!(
-        "Exit status: 0 done (or nothing left to do), 1 a step failed (a re-run continues), \
-         2 bad input or not installed, 3 refused (nothing was changed; the message says why: no quorum, \
-         the last node, no successor, no room for a VM, not confirmed).\n\n",
+        cias_core::exit_status_help!(),
+        " Refused: no quorum, the last node, no successor, no room for a VM, not confirmed.\n\n",
         "Files: /data/cias/nodes/<node>/escape.log (every run)."
     )
 )]

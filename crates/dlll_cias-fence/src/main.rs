@@ -34,9 +34,10 @@ use clap::Parser;
 #[command(
     name = "dlll_cias-fence",
     version = cias_core::VERSION,
-    after_help = "Files: /run/dlll-cias/reconcile.json (the loop's verdict: may this node hold the role, and why not),\n\
+    after_help = concat!(cias_core::exit_status_help!(), "\n\nFiles: /run/dlll-cias/reconcile.json (the loop's verdict: may this node hold the role, and why not),\n\
                   /run/dlll-cias/last-seen.json (when each member was last seen in the quorate partition),\n\
                   /data/cias/nodes/<node>/fence.log (every repair and fence event; also in the journal)."
+    )
 )]
 struct Cli {
     #[command(subcommand)]

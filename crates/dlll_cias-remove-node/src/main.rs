@@ -51,9 +51,8 @@ use clap::Parser;
     name = "dlll_cias-remove-node",
     version = cias_core::VERSION,
     after_help = concat!(
-        "Exit status: 0 done (or nothing left to do), 1 a step failed (a re-run continues), \
-         2 bad input or not installed, 3 refused (nothing was changed; the message says why: no quorum, \
-         NODE not gone long enough, prompt declined, another removal running).\n\n",
+        cias_core::exit_status_help!(),
+        " Refused: no quorum, NODE not gone long enough, prompt declined, another removal running.\n\n",
         "Files: /data/cias/nodes/<this node>/remove-node.log (every run)."
     )
 )]

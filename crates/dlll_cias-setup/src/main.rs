@@ -32,7 +32,7 @@ use crate::node::{node_dir, NodeRecord};
 /// of a new cluster: keepalived VIPs, MooseFS master, Proxmox cluster DLLL-CIAS, storages,
 /// backup jobs and the router VM. With a master answering, it joins that cluster.
 ///
-/// Nothing changes before the plan is shown (and confirmed at a terminal). Every question is
+/// Nothing changes before the plan is shown and confirmed (at a terminal, or by --yes). Every question is
 /// also a flag and a key of the answers file. Passwords never go on the command line: they are
 /// asked at the terminal or read from --secrets-file. A failed run is continued by running
 /// the same command again; a finished node is left as it is.
@@ -40,7 +40,7 @@ use crate::node::{node_dir, NodeRecord};
 #[command(
     name = "dlll_cias-setup",
     version = cias_core::VERSION,
-    after_help = "Examples:\n  dlll_cias-setup                                   # interactive\n  dlll_cias-setup --dry-run --answers a.yaml --secrets-file s.yaml\n  dlll_cias-setup --answers a.yaml --secrets-file s.yaml --wipe /dev/sdc\n\nFiles: /data/cias (management directory), /data/cias/nodes/<node>/setup.log (log),\n/data/cias/nodes/<node>/setup.journal (finished steps)."
+    after_help = concat!("Examples:\n  dlll_cias-setup                                   # interactive\n  dlll_cias-setup --dry-run --answers a.yaml --secrets-file s.yaml\n  dlll_cias-setup --answers a.yaml --secrets-file s.yaml --wipe /dev/sdc\n\nFiles: /data/cias (management directory), /data/cias/nodes/<node>/setup.log (log),\n/data/cias/nodes/<node>/setup.journal (finished steps).\n\n", cias_core::exit_status_help!())
 )]
 struct Cli {
     /// Answers file (YAML; keys are the flag names with '_' for '-'): runs without questions.
@@ -57,7 +57,8 @@ struct Cli {
     /// destroyed); repeat per device. Without it only blank disks are formatted.
     #[arg(long = "wipe", value_name = "DEVICE")]
     wipe: Vec<String>,
-    /// Do not ask for confirmation of the plan.
+    /// Proceed without confirming the plan (needed without a terminal, e.g. with --answers
+    /// from automation).
     #[arg(long, short = 'y')]
     yes: bool,
     /// Where a running cluster's master answers (default: the master VIP 10.254.0.254).

@@ -205,7 +205,12 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
         for e in &report.errors {
             ui::error(e);
         }
-        bail!("preflight failed ({} problem(s)); nothing was changed", report.errors.len());
+        // What this node lacks is input to fix before a run (exit 2), not a failed step.
+        return Err(cias_core::exit::BadInput(format!(
+            "preflight failed ({} problem(s)); nothing was changed",
+            report.errors.len()
+        ))
+        .into());
     }
     let given = given_secrets(cli.secrets_file.as_deref())?;
     if let (Some(master), false) = (cli.master, facts.master_reachable) {
@@ -357,12 +362,17 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
         router_admin_user,
     };
     show_plan(&record, &facts.disks);
-    if asking == Asking::Terminal
-        && !cli.yes
-        && !cli.dry_run
-        && !confirm("Proceed with this plan?", false, asking)?
-    {
-        return Ok(None);
+    // Answers from a file are still confirmed at a terminal; automation says --yes.
+    if !cli.yes && !cli.dry_run {
+        if !std::io::stdin().is_terminal() {
+            return Err(cias_core::exit::Refused(
+                "the plan above is not confirmed: without a terminal, run with --yes to proceed".into(),
+            )
+            .into());
+        }
+        if !confirm("Proceed with this plan?", false, Asking::Terminal)? {
+            return Ok(None);
+        }
     }
     Ok(Some(Ctx {
         local: host,

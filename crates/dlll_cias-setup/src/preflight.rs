@@ -96,6 +96,47 @@ fn proxmox_admin_email(user_cfg: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The Debian packages a node needs besides Proxmox VE: keepalived, MooseFS (every role, its
+/// mount and its CLI), FUSE for the mount, nftables for the node filter, ping for the uplink
+/// watch, arping for the duplicate-address probe.
+pub const PACKAGES: &[&str] = &[
+    "keepalived",
+    "moosefs-master",
+    "moosefs-metalogger",
+    "moosefs-chunkserver",
+    "moosefs-client",
+    "moosefs-cgiserv",
+    "moosefs-cli",
+    "fuse3",
+    "nftables",
+    "iputils-ping",
+    "iputils-arping",
+];
+
+/// The binaries keepalived, cron and the other nodes call on this node.
+const TOOLKIT: &[&str] = &[
+    "dlll_cias-switch-to-master",
+    "dlll_cias-fence",
+    "dlll_cias-watch",
+    "dlll_cias-backup-zentyal",
+    "dlll_cias-remove-node",
+    "dlll_cias-escape",
+];
+
+/// The packages of [`PACKAGES`] that `dpkg-query -W -f '${Package} ${db:Status-Abbrev}\n'`
+/// does not list as installed (`ii`); a package dpkg never heard of is not listed at all.
+fn missing_packages(listed: &str) -> Vec<&'static str> {
+    let installed: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.next()?;
+            (words.next()? == "ii").then_some(name)
+        })
+        .collect();
+    PACKAGES.iter().copied().filter(|p| !installed.contains(p)).collect()
+}
+
 /// Reads the node. `master_vip`: where a running cluster's master answers SSH.
 pub fn check(
     host: &dyn Host,
@@ -171,9 +212,30 @@ pub fn check(
     }
     report.facts.push(("RAM".into(), format!("{} GB", ram / 1_000_000_000)));
 
-    // The node filter is an nftables table (SPEC section 8).
-    if !host.execute(&Command::query_argv(&["sh", "-c", "command -v nft"]))?.success() {
-        report.errors.push("nftables is not installed (`nft` is missing): run `apt install nftables`".into());
+    let listed = host.execute(&Command::query_argv(
+        &[&["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n"], PACKAGES].concat(),
+    ))?;
+    let missing = missing_packages(&listed.stdout);
+    if !missing.is_empty() {
+        report.errors.push(format!(
+            "missing packages: {} - install them first: apt install {} (the moosefs-* packages come from \
+             Debian or from MooseFS' own repository)",
+            missing.join(", "),
+            missing.join(" ")
+        ));
+    }
+    let mut absent = Vec::new();
+    for binary in TOOLKIT {
+        let path = format!("{}/{binary}", cias_core::paths::BIN_DIR);
+        if !host.execute(&Command::query_argv(&["test", "-x", &path]))?.success() {
+            absent.push(path);
+        }
+    }
+    if !absent.is_empty() {
+        report.errors.push(format!(
+            "the dlll-cias toolkit is incomplete, missing: {} - install every dlll_cias-* binary (the same version) first",
+            absent.join(", ")
+        ));
     }
     let master_reachable = port_open(host, &master_vip.to_string(), 22)?;
     report.facts.push((
@@ -211,6 +273,16 @@ mod tests {
             {"ifname":"fwpr100p0","link_type":"ether","flags":["UP"],"linkinfo":{"info_kind":"veth"}}]"#;
         let links: Vec<Link> = serde_json::from_str(json).unwrap();
         assert_eq!(nics(&links), vec!["eno1", "eth1"]);
+    }
+
+    #[test]
+    fn packages_not_installed_are_named() {
+        // dpkg-query 1.21 for a removed (config kept) package says `rc`; an unknown one is absent.
+        let listed = "keepalived ii \nmoosefs-master ii \nmoosefs-metalogger rc \nmoosefs-chunkserver ii \n\
+                      moosefs-client ii \nmoosefs-cgiserv ii \nmoosefs-cli ii \nfuse3 ii \niputils-ping ii \n\
+                      iputils-arping ii \n";
+        assert_eq!(missing_packages(listed), ["moosefs-metalogger", "nftables"]);
+        assert_eq!(missing_packages(""), PACKAGES);
     }
 
     #[test]

@@ -52,9 +52,11 @@ use cias_core::timeline::Timeline;
 #[command(
     name = "dlll_cias-switch-to-master",
     version = cias_core::VERSION,
-    after_help = "Exit status: 0 done (or nothing to do, or another takeover is running), 2 bad input\n\
-                  or not installed, 3 refused (no quorum, never-master node), 1 a step failed.\n\n\
-                  Files: /data/cias/nodes/<node>/takeover.log (timeline of every run, also in the journal)."
+    after_help = concat!(
+        cias_core::exit_status_help!(),
+        " Another takeover running counts as done. Refused: no quorum, a never-master node.\n\n\
+         Files: /data/cias/nodes/<node>/takeover.log (timeline of every run, also in the journal)."
+    )
 )]
 struct Cli {
     #[command(flatten)]

@@ -24,7 +24,7 @@ use clap::Parser;
 #[command(
     name = "dlll_cias-vmid-map",
     version = cias_core::VERSION,
-    after_help = "Examples:\n  dlll_cias-vmid-map 10501\n  dlll_cias-vmid-map --ip 10.10.5.1 --json\n  dlll_cias-vmid-map --port 15122 --index 9\n  dlll_cias-vmid-map --list"
+    after_help = concat!("Examples:\n  dlll_cias-vmid-map 10501\n  dlll_cias-vmid-map --ip 10.10.5.1 --json\n  dlll_cias-vmid-map --port 15122 --index 9\n  dlll_cias-vmid-map --list\n\n", cias_core::exit_status_help!())
 )]
 struct Cli {
     /// The VMID to describe (e.g. 10501).

@@ -41,7 +41,7 @@ use clap::Parser;
 /// Cron jobs of a DLLL-CIAS node. Each run's outcome is in the journal (`journalctl -t
 /// dlll_cias-watch`); what changed is also in /data/cias/nodes/NODE/watch.log.
 #[derive(Debug, Parser)]
-#[command(name = "dlll_cias-watch", version = cias_core::VERSION)]
+#[command(name = "dlll_cias-watch", version = cias_core::VERSION, after_help = cias_core::exit_status_help!())]
 struct Cli {
     #[command(subcommand)]
     job: Job,

@@ -12,8 +12,10 @@
 
 mod dry_run;
 mod local;
+#[cfg(feature = "cluster")]
 mod peer;
 pub mod quote;
+#[cfg(feature = "cluster")]
 mod ssh;
 mod write;
 
@@ -24,7 +26,9 @@ use thiserror::Error;
 
 pub use dry_run::DryRunHost;
 pub use local::LocalHost;
+#[cfg(feature = "cluster")]
 pub use peer::PeerHost;
+#[cfg(feature = "cluster")]
 pub use ssh::{scan_host_key, HostKeyPolicy, ScannedKey, SshAuth, SshHost, SshTarget};
 pub use write::{ensure_file, swap_file, write_local_file, CHANGED_STATUS, NEW_FILE};
 
@@ -124,6 +128,7 @@ impl Command {
 
     /// `argv` run in place of this command: same stdin, same kind; `extra` more time (for the
     /// client that carries the command to another node).
+    #[cfg(feature = "cluster")]
     fn carried_by(&self, argv: Vec<String>, extra: Duration) -> Command {
         Command {
             argv,
@@ -149,6 +154,7 @@ impl Command {
 /// The shell line another node runs for `cmd` over SSH (the one place argv becomes text): a
 /// clean environment as [`LocalHost`] gives, and coreutils' `timeout`, which ends the remote
 /// command itself (closing the connection would not).
+#[cfg(feature = "cluster")]
 fn remote_line(cmd: &Command) -> String {
     format!(
         "env -u IFS -u ENV -u BASH_ENV -u CDPATH PATH={SAFE_PATH} LC_ALL=C timeout --kill-after=5 {:.3}s {}",

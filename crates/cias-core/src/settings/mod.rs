@@ -318,7 +318,7 @@ pub enum SettingsError {
 
 impl ClusterSettings {
     /// The sample settings of `testdata/cias.yaml`, for tests.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "cluster"))]
     pub(crate) fn sample() -> Self {
         Self::parse(include_str!("../../testdata/cias.yaml"), Path::new("cias.yaml"))
             .expect("the sample is valid")
