@@ -29,6 +29,12 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         nodes: u8,
     },
+    /// Man pages and shell completions of every binary, from their clap definitions, into
+    /// dist/ (`--check`: fail when dist/ is not current, as CI does).
+    Docs {
+        #[arg(long)]
+        check: bool,
+    },
     /// The multi-node test lab: `cargo xtask lab up`, `status`, `power-off node1`, `down`, ...
     Lab(xtask::lab::cli::LabArgs),
     /// Benchmarks, built optimized; each rewrites its section of docs/benchmarks.md:
@@ -58,6 +64,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.task {
         Task::Test { cargo_args } => test(&cargo_args).map(|()| ExitCode::SUCCESS),
         Task::Demo { nodes } => xtask::demo::run(nodes).map(|()| ExitCode::SUCCESS),
+        Task::Docs { check } => xtask::docs::run(check).map(|()| ExitCode::SUCCESS),
         Task::Lab(args) => xtask::lab::cli::run(args),
         Task::Bench { targets, check } => {
             let mode = if check { bench::Mode::Check } else { bench::Mode::Measure };

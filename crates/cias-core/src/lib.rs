@@ -36,6 +36,7 @@ pub mod chunkservers;
 pub mod clock;
 #[cfg(feature = "cluster")]
 pub mod disks;
+pub mod docs;
 #[cfg(feature = "cluster")]
 pub mod escape;
 pub mod exit;

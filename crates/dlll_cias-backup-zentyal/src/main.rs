@@ -227,6 +227,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    cias_core::docs::write_if_asked::<Cli>();
     let cli = Cli::parse();
     cias_core::logging::start("dlll_cias-backup-zentyal", cli.verbosity, cias_core::logging::Terminal::Echo);
     cias_core::exit::finish("dlll_cias-backup-zentyal", run(&cli))

@@ -134,6 +134,7 @@ impl Ctx {
 }
 
 fn main() -> ExitCode {
+    cias_core::docs::write_if_asked::<Cli>();
     let cli = Cli::parse();
     cias_core::logging::start("dlll_cias-escape", cli.verbosity, cias_core::logging::Terminal::Echo);
     exit::finish("dlll_cias-escape", run(&cli).map(|()| ExitCode::SUCCESS))

@@ -91,6 +91,7 @@ fn report_start_failure(config: &std::path::Path, error: &anyhow::Error) {
 }
 
 fn main() -> ExitCode {
+    cias_core::docs::write_if_asked::<Cli>();
     let cli = Cli::parse();
     cias_core::logging::start("dlll_cias-fence", cli.verbosity, cias_core::logging::Terminal::Echo);
     match cli.job {

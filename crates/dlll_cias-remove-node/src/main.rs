@@ -81,6 +81,7 @@ struct Cli {
 const LOCK: &str = "/run/dlll-cias/remove-node.lock";
 
 fn main() -> ExitCode {
+    cias_core::docs::write_if_asked::<Cli>();
     let cli = Cli::parse();
     cias_core::logging::start("dlll_cias-remove-node", cli.verbosity, cias_core::logging::Terminal::Echo);
     exit::finish("dlll_cias-remove-node", run(&cli))

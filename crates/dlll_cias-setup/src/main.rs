@@ -76,6 +76,7 @@ struct Cli {
 const LOCK: &str = cias_core::paths::SETUP_LOCK;
 
 fn main() -> ExitCode {
+    cias_core::docs::write_if_asked::<Cli>();
     let cli = Cli::parse();
     // Its screen is its own (plan, progress bars): the log goes to the file and the journal.
     cias_core::logging::start("dlll_cias-setup", cli.verbosity, cias_core::logging::Terminal::Silent);

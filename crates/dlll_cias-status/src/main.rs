@@ -171,6 +171,7 @@ fn show(status: &Status) {
 }
 
 fn main() -> ExitCode {
+    cias_core::docs::write_if_asked::<Cli>();
     let cli = Cli::parse();
     cias_core::logging::start("dlll_cias-status", cli.verbosity, cias_core::logging::Terminal::Echo);
     let result = (|| -> Result<Status> {

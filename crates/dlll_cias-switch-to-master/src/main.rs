@@ -150,6 +150,7 @@ impl Ctx {
 }
 
 fn main() -> ExitCode {
+    cias_core::docs::write_if_asked::<Cli>();
     let cli = Cli::parse();
     cias_core::logging::start(
         "dlll_cias-switch-to-master",

@@ -284,6 +284,7 @@ impl Job {
 }
 
 fn main() -> ExitCode {
+    cias_core::docs::write_if_asked::<Cli>();
     let cli = Cli::parse();
     cias_core::logging::start("dlll_cias-watch", cli.verbosity, cias_core::logging::Terminal::Echo);
     let name = cli.job.name();
