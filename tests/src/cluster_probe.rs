@@ -119,20 +119,25 @@ pub fn explained_by<T>(lab: &Lab, nodes: &[Node], checks: impl FnOnce() -> T + s
     match std::panic::catch_unwind(checks) {
         Ok(v) => v,
         Err(e) => {
-            for &node in nodes.iter().filter(|&&n| lab.is_up(n)) {
-                let logs = lab
-                    .sh(
-                        node,
-                        &format!(
-                            "tail -n 40 /data/cias/nodes/{node}/takeover.log /data/cias/nodes/{node}/fence.log; \
-                             journalctl -u keepalived -u moosefs-master -u moosefs-metalogger -u dlll-cias-publish-base --no-pager | tail -n 40; ls -la /var/lib/mfs"
-                        ),
-                    )
-                    .unwrap_or_default();
-                eprintln!("--- logs of {node}:\n{logs}");
-            }
+            print_logs(lab, nodes);
             std::panic::resume_unwind(e)
         }
+    }
+}
+
+/// Prints the takeover and fence logs, and the units behind them, of the `nodes` that are up.
+pub fn print_logs(lab: &Lab, nodes: &[Node]) {
+    for &node in nodes.iter().filter(|&&n| lab.is_up(n)) {
+        let logs = lab
+            .sh(
+                node,
+                &format!(
+                    "tail -n 40 /data/cias/nodes/{node}/takeover.log /data/cias/nodes/{node}/fence.log; \
+                     journalctl -u keepalived -u moosefs-master -u moosefs-metalogger -u dlll-cias-publish-base --no-pager | tail -n 40; ls -la /var/lib/mfs"
+                ),
+            )
+            .unwrap_or_default();
+        eprintln!("--- logs of {node}:\n{logs}");
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use cias_tests::cluster_probe::{holds, installed_lab, master, mfsmasters, MASTER_VIP};
+use cias_tests::cluster_probe::{holds, installed_lab, master, mfsmasters, print_logs, MASTER_VIP};
 use xtask::lab::{Lab, Node};
 
 /// The faults, as the issue names them.
@@ -223,6 +223,8 @@ fn failover_timeline() {
                 }
             }
             if settle.is_none() {
+                // What kept it from healing, for the note that reports the stop.
+                print_logs(&lab, lab.nodes());
                 stopped = Some(format!(
                     "Stopped after run {} of \"{}\" (master {m}): the cluster was not healthy again 5 minutes \
                      after the fault was healed.",

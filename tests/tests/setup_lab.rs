@@ -78,9 +78,9 @@ fn setup_installs_extends_resumes_and_refuses_bad_input() {
     assert!(out.stderr.contains("run with --yes to proceed"), "{}", out.stderr);
     assert_eq!(out.status, 3, "refused: {}", out.stderr);
     // Preflight names what is missing before anything changes.
-    sh(&lab, n1, "mv /usr/local/sbin/dlll_cias-fence /root/");
-    refused(&lab, n1, &[], "missing: /usr/local/sbin/dlll_cias-fence");
-    sh(&lab, n1, "mv /root/dlll_cias-fence /usr/local/sbin/");
+    sh(&lab, n1, "mv /usr/sbin/dlll_cias-fence /root/");
+    refused(&lab, n1, &[], "missing: /usr/sbin/dlll_cias-fence");
+    sh(&lab, n1, "mv /root/dlll_cias-fence /usr/sbin/");
     assert_eq!(changed_since(&lab, n1, "/tmp/before-bad-input"), "");
 
     step("a dry run shows the commands and changes nothing");

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::lab::{ExtraFile, Lab, Node, Output};
 
-/// The toolkit's binaries, installed into every node's `/usr/local/sbin` (as a package would).
+/// The toolkit's binaries, installed into every node's `/usr/sbin` (as the package does).
 pub const BINARIES: &[&str] = &[
     "dlll_cias-setup",
     "dlll_cias-switch-to-master",
@@ -44,7 +44,11 @@ pub fn build() -> Result<PathBuf> {
 pub fn install_binaries(lab: &Lab) -> Result<()> {
     let dir = build()?;
     for b in BINARIES {
-        lab.install(&ExtraFile { source: dir.join(b), dest: format!("/usr/local/sbin/{b}"), mode: 0o755 })?;
+        lab.install(&ExtraFile {
+            source: dir.join(b),
+            dest: format!("{}/{b}", cias_core::paths::BIN_DIR),
+            mode: 0o755,
+        })?;
     }
     Ok(())
 }

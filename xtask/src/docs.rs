@@ -35,7 +35,7 @@ pub fn run(check: bool) -> Result<()> {
         if target.exists() {
             std::fs::remove_dir_all(&target)?;
         }
-        copy_tree(&fresh.path().join(sub), &target)?;
+        crate::dist::copy_tree(&fresh.path().join(sub), &target)?;
     }
     println!("dist/: {} file(s) rewritten", stale.len());
     Ok(())
@@ -74,18 +74,4 @@ fn files(root: &Path) -> Result<Vec<(String, Vec<u8>)>> {
         }
     }
     Ok(out)
-}
-
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let path = entry?.path();
-        let target = to.join(path.file_name().context("a file name")?);
-        if path.is_dir() {
-            copy_tree(&path, &target)?;
-        } else {
-            std::fs::copy(&path, &target)?;
-        }
-    }
-    Ok(())
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod demo;
+pub mod dist;
 pub mod docs;
 pub mod lab;
 pub mod prereqs;

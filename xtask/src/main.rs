@@ -29,6 +29,12 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         nodes: u8,
     },
+    /// The Debian package target/dist/dlll-cias_VERSION_ARCH.deb (release build; `--check`:
+    /// from a debug build, only checking what it holds, as CI does).
+    Dist {
+        #[arg(long)]
+        check: bool,
+    },
     /// Man pages and shell completions of every binary, from their clap definitions, into
     /// dist/ (`--check`: fail when dist/ is not current, as CI does).
     Docs {
@@ -64,6 +70,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.task {
         Task::Test { cargo_args } => test(&cargo_args).map(|()| ExitCode::SUCCESS),
         Task::Demo { nodes } => xtask::demo::run(nodes).map(|()| ExitCode::SUCCESS),
+        Task::Dist { check } => xtask::dist::run(check).map(|_| ExitCode::SUCCESS),
         Task::Docs { check } => xtask::docs::run(check).map(|()| ExitCode::SUCCESS),
         Task::Lab(args) => xtask::lab::cli::run(args),
         Task::Bench { targets, check } => {

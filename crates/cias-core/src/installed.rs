@@ -13,6 +13,24 @@ use crate::paths;
 use crate::reconcile::Install;
 use crate::vrrp::Priority;
 
+/// The Debian packages a node needs besides Proxmox VE (setup's preflight checks them, the
+/// toolkit's package depends on them): keepalived, MooseFS (every role, its mount and its
+/// CLI), FUSE for the mount, nftables for the node filter, ping for the uplink watch, arping
+/// for the duplicate-address probe.
+pub const PACKAGES: &[&str] = &[
+    "keepalived",
+    "moosefs-master",
+    "moosefs-metalogger",
+    "moosefs-chunkserver",
+    "moosefs-client",
+    "moosefs-cgiserv",
+    "moosefs-cli",
+    "fuse3",
+    "nftables",
+    "iputils-ping",
+    "iputils-arping",
+];
+
 /// The installer's last step: a node whose journal has it is installed.
 pub const LAST_SETUP_STEP: &str = "report";
 

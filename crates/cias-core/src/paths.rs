@@ -13,7 +13,7 @@ pub const REGISTRY_FILE: &str = "registry.yaml";
 /// Administrator overrides of the shipped templates, inside the management directory.
 pub const TEMPLATE_OVERRIDE_DIR: &str = "templates";
 /// Where the `dlll_cias-*` binaries are installed.
-pub const BIN_DIR: &str = "/usr/local/sbin";
+pub const BIN_DIR: &str = "/usr/sbin";
 /// The MooseFS mount and the master's name in `/etc/hosts`.
 pub const MFS_MOUNT: &str = "/mnt/mfs";
 /// systemd's unit for [`MFS_MOUNT`] (from its fstab line): mounting through it keeps mfsmount

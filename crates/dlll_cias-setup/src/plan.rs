@@ -458,3 +458,26 @@ pub fn resume(cli: &Cli, host: Arc<dyn Host>, node: NodeRecord, journal: &Journa
         timings: Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example files shipped in the package (dist/examples).
+    fn example(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/examples").join(name)
+    }
+
+    #[test]
+    fn the_shipped_examples_make_a_valid_cluster() {
+        let first = Answers::load(&example("answers-first-node.yaml")).unwrap();
+        let settings = new_cluster_settings(&first, None, "vmbr0".into(), Asking::Never).unwrap();
+        assert_eq!(settings.external.master_ip.to_string(), "203.0.113.10");
+        assert_eq!(settings.uplink_targets().len(), 3);
+        let extension = Answers::load(&example("answers-extension.yaml")).unwrap();
+        assert!(extension.master_fingerprint.is_some_and(|f| f.starts_with("SHA256:")));
+        let text = std::fs::read_to_string(example("secrets.yaml")).unwrap();
+        let secrets: GivenSecrets = serde_yaml::from_str(&text).unwrap();
+        assert!(secrets.router_admin_password.is_some() && secrets.master_root_password.is_some());
+    }
+}

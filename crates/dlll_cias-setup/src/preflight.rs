@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use anyhow::{Context, Result};
 use cias_core::disks::{self, Disk, LoopDevices};
 use cias_core::host::{Command, Host};
+use cias_core::installed::PACKAGES;
 use serde::Deserialize;
 
 /// Hardware below which a node is installed as "never master" (SPEC section 6).
@@ -95,23 +96,6 @@ fn proxmox_admin_email(user_cfg: &str) -> Option<String> {
         .filter(|m| m.contains('@'))
         .map(str::to_string)
 }
-
-/// The Debian packages a node needs besides Proxmox VE: keepalived, MooseFS (every role, its
-/// mount and its CLI), FUSE for the mount, nftables for the node filter, ping for the uplink
-/// watch, arping for the duplicate-address probe.
-pub const PACKAGES: &[&str] = &[
-    "keepalived",
-    "moosefs-master",
-    "moosefs-metalogger",
-    "moosefs-chunkserver",
-    "moosefs-client",
-    "moosefs-cgiserv",
-    "moosefs-cli",
-    "fuse3",
-    "nftables",
-    "iputils-ping",
-    "iputils-arping",
-];
 
 /// The binaries keepalived, cron and the other nodes call on this node.
 const TOOLKIT: &[&str] = &[

@@ -55,7 +55,7 @@ fn keepalived_never_master_has_no_instance() {
 #[test]
 fn keepalived_tracks_the_quorum_check() {
     let text = keepalived(100, KeepalivedMode::Normal);
-    assert!(text.contains("script \"/usr/local/sbin/dlll_cias-fence check\""), "{text}");
+    assert!(text.contains("script \"/usr/sbin/dlll_cias-fence check\""), "{text}");
     assert!(text.contains("track_script {\n        cias_quorum\n    }"), "{text}");
 }
 
