@@ -20,6 +20,10 @@ use crate::node_watch::span;
 /// The transient systemd timer (and its service) that powers the node off at the deadline.
 pub const POWER_OFF_UNIT: &str = "dlll-cias-uplink-power-off";
 
+/// How long after its time a pending power-off is still believed under way (a master waits up
+/// to 15 minutes for a successor, then as long for the other nodes' VMs).
+const STALLED_AFTER: Duration = Duration::from_secs(40 * 60);
+
 /// The uplink as the last look left it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
@@ -102,12 +106,14 @@ pub fn decide(state: &Uplink, look: &Look, after: Duration) -> (Uplink, Step) {
             let at = look.now + after.as_secs();
             (Uplink::Lost { since: look.now, at }, Step::Schedule { since: look.now, at, again: false })
         }
-        Uplink::Lost { since, at } if look.pending => (
+        // A power-off still pending well after its time has stalled (it failed, or waits on
+        // something): it is scheduled again rather than trusted for ever.
+        Uplink::Lost { since, at } if look.pending && look.now <= at + STALLED_AFTER.as_secs() => (
             state.clone(),
             Step::Keep(format!("no answer for {}; power-off at {}", span(down_for(since)), utc(at))),
         ),
         Uplink::Lost { since, .. } => {
-            // The timer is gone: the node rebooted (or someone stopped it by hand). A full
+            // The timer is gone (the node rebooted, or someone stopped it by hand) or stalled. A full
             // period from now, never sooner, so a node is never powered off as it boots.
             let at = look.now + after.as_secs();
             (Uplink::Lost { since, at }, Step::Schedule { since, at, again: true })
@@ -191,6 +197,8 @@ pub fn schedule_command(now: u64, at: u64) -> Command {
         &format!("--unit={POWER_OFF_UNIT}"),
         &format!("--on-active={}s", at.saturating_sub(now).max(1)),
         "--timer-property=AccuracySec=1s",
+        // Unloaded once it fired: an elapsed timer would still count as pending.
+        "--timer-property=RemainAfterElapse=no",
         "--description=dlll-cias: power-off after the uplink was lost",
         &format!("{}/dlll_cias-watch", crate::paths::BIN_DIR),
         "uplink",
@@ -258,6 +266,17 @@ mod tests {
         let (state, step) = decide(&lost, &look(40_000, false, false), AFTER);
         assert_eq!(state, Uplink::Lost { since: 30_000, at: 40_900 });
         assert_eq!(step, Step::Schedule { since: 30_000, at: 40_900, again: true });
+    }
+
+    #[test]
+    fn a_power_off_pending_long_after_its_time_is_scheduled_again() {
+        let lost = Uplink::Lost { since: 30_000, at: 30_900 };
+        let (_, step) = decide(&lost, &look(30_900 + 39 * 60, false, true), AFTER);
+        assert!(matches!(step, Step::Keep(_)), "under way: {step:?}");
+        let now = 30_900 + 41 * 60;
+        let (state, step) = decide(&lost, &look(now, false, true), AFTER);
+        assert_eq!(step, Step::Schedule { since: 30_000, at: now + 900, again: true });
+        assert_eq!(state, Uplink::Lost { since: 30_000, at: now + 900 });
     }
 
     #[test]
