@@ -150,6 +150,13 @@ pub fn master_runs_on(lab: &Lab, node: Node) -> bool {
             .is_ok_and(|o| matches!(o.trim(), "active" | "activating" | "deactivating" | "reloading"))
 }
 
+/// Whether `node`'s metalogger holds a full metadata copy a master could start from (a node
+/// demoted from master starts its metalogger over, and downloads one).
+pub fn metalogger_has_copy(lab: &Lab, node: Node) -> bool {
+    let copy = "test -n \"$(find /var/lib/mfs -maxdepth 1 -name 'metadata_ml.mfs.back*' -size +0)\"";
+    lab.sh(node, copy).is_ok()
+}
+
 /// The nodes whose mfsmaster runs.
 pub fn mfsmasters(lab: &Lab) -> Vec<Node> {
     lab.nodes().iter().copied().filter(|&n| master_runs_on(lab, n)).collect()

@@ -11,7 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use cias_tests::cluster_probe::{holds, installed_lab, master, mfsmasters, print_logs, MASTER_VIP};
+use cias_tests::cluster_probe::{
+    holds, installed_lab, master, metalogger_has_copy, mfsmasters, print_logs, MASTER_VIP,
+};
 use xtask::lab::{Lab, Node};
 
 /// The faults, as the issue names them.
@@ -157,7 +159,10 @@ fn wait_healthy(lab: &Lab) -> Option<Duration> {
             && answers(lab, holders[0], "10.0.0.254", 22)
             && lab
                 .sh(holders[0], "pvecm status")
-                .is_ok_and(|s| s.contains(&format!("Total votes:      {}", nodes.len())));
+                .is_ok_and(|s| s.contains(&format!("Total votes:      {}", nodes.len())))
+            // Redundant again: the next fault could otherwise hit a cluster whose only full
+            // metadata copy is the master's own.
+            && nodes.iter().all(|&n| metalogger_has_copy(lab, n));
         if healthy {
             return Some(t0.elapsed());
         }

@@ -52,11 +52,10 @@ fn no_split(samples: &[Sample], what: &str, vip_doubles: usize) {
 /// metalogger holds a copy a master can start from (a demoted node's starts over and
 /// downloads one). Returns how long that took.
 fn redundant_again(lab: &Lab, writer: Node) -> Duration {
-    let copy = "test -n \"$(find /var/lib/mfs -maxdepth 1 -name 'metadata_ml.mfs.back*' -size +0)\"";
     let all = lab.nodes().to_vec();
     explained_by(lab, &all, || {
         wait_for("every node's metalogger to hold a full copy", Duration::from_secs(60), || {
-            serving(lab, writer) && lab.nodes().iter().all(|&n| !lab.is_up(n) || lab.sh(n, copy).is_ok())
+            serving(lab, writer) && lab.nodes().iter().all(|&n| !lab.is_up(n) || metalogger_has_copy(lab, n))
         })
     })
 }
