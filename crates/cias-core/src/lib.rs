@@ -29,64 +29,51 @@
 /// The toolkit's version and the git commit it was built from, as every `--version` prints it.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CIAS_COMMIT"), ")");
 
-#[cfg(feature = "cluster")]
-pub mod backups;
-#[cfg(feature = "cluster")]
-pub mod chunkservers;
 pub mod clock;
-#[cfg(feature = "cluster")]
-pub mod disks;
 pub mod docs;
-#[cfg(feature = "cluster")]
-pub mod escape;
 pub mod exit;
 pub mod fence;
-#[cfg(feature = "cluster")]
-pub mod guest_firewall;
-#[cfg(feature = "cluster")]
-pub mod handover;
-#[cfg(feature = "cluster")]
-pub mod health;
 pub mod host;
 pub mod installed;
 pub mod journal;
 pub mod logging;
-#[cfg(feature = "cluster")]
-pub mod master_watch;
-#[cfg(feature = "cluster")]
-pub mod members;
-#[cfg(feature = "cluster")]
-pub mod mfs_metadata;
 pub mod netplan;
-#[cfg(feature = "cluster")]
-pub mod node_watch;
-#[cfg(feature = "cluster")]
-pub mod notify;
 pub mod paths;
-#[cfg(feature = "cluster")]
-pub mod peers;
 pub mod placement;
-#[cfg(feature = "cluster")]
-pub mod proxmox;
 pub mod reconcile;
-#[cfg(feature = "cluster")]
-pub mod registry_file;
 #[cfg(test)]
 mod scenario_log;
 pub mod settings;
-#[cfg(feature = "cluster")]
-pub mod shared_files;
 pub mod state_file;
-#[cfg(feature = "cluster")]
-pub mod takeover;
-#[cfg(feature = "cluster")]
-pub mod templates;
-#[cfg(feature = "cluster")]
-pub mod timeline;
-#[cfg(feature = "cluster")]
-pub mod uplink;
-#[cfg(feature = "cluster")]
-pub mod vm_recovery;
 pub mod vrrp;
-#[cfg(feature = "cluster")]
-pub mod watchdog;
+
+/// Declares modules that reach other nodes (SSH) or mail: only with the "cluster" feature
+/// (without it the crate is what `dlll_cias-vmid-map` needs).
+macro_rules! cluster_modules {
+    ($($name:ident),* $(,)?) => { $( #[cfg(feature = "cluster")] pub mod $name; )* };
+}
+
+cluster_modules!(
+    backups,
+    chunkservers,
+    disks,
+    escape,
+    guest_firewall,
+    handover,
+    health,
+    master_watch,
+    members,
+    mfs_metadata,
+    node_watch,
+    notify,
+    peers,
+    proxmox,
+    registry_file,
+    shared_files,
+    takeover,
+    templates,
+    timeline,
+    uplink,
+    vm_recovery,
+    watchdog,
+);
