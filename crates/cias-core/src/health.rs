@@ -85,7 +85,7 @@ pub fn node_command(master_vip: &str, external_vip: &str) -> Command {
          [ -f \"$record\" ] && echo \"installed-age $((now - $(stat -c %Y \"$record\")))\"; true",
         mfs = crate::paths::MFS_MOUNT,
         bin = crate::paths::BIN_DIR,
-        uplink = std::path::Path::new(crate::paths::LASTING_STATE_DIR).join("uplink.json").display(),
+        uplink = <crate::uplink::Uplink as crate::state_file::StateFile>::file().display(),
         dump = crate::paths::LOCAL_DUMP_DIR,
         nodes = std::path::Path::new(crate::paths::MANAGEMENT_DIR).join("nodes").display(),
     );

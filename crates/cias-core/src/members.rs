@@ -57,3 +57,13 @@ pub fn vip_holder(local: &Arc<dyn Host>, view: &ClusterView, vip: &str) -> Optio
         .find(|n| host_of(local, view, n).is_some_and(|h| holds_address(h.as_ref(), vip).unwrap_or(false)))
         .map(str::to_string)
 }
+
+/// The keepalived priority (installer value, 0 = never master) of every member whose install
+/// record is on shared storage; a member without one may not be master.
+pub fn priorities(view: &ClusterView) -> std::collections::BTreeMap<String, u8> {
+    let shared = std::path::Path::new(crate::paths::SHARED_MANAGEMENT_DIR);
+    view.nodes
+        .iter()
+        .filter_map(|n| Some((n.name.clone(), crate::installed::InstalledNode::priority_from(shared, &n.name)?.value())))
+        .collect()
+}

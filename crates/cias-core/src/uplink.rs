@@ -150,15 +150,19 @@ pub fn still_due(state: &Uplink, look: &Look) -> bool {
 
 /// The wall message when the power-off is scheduled.
 pub fn scheduled_message(node: &str, targets: &[std::net::Ipv4Addr], since: u64, at: u64) -> String {
-    let targets: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
     format!(
         "DLLL-CIAS: {node} has had no uplink since {} (no answer from {}). It powers off at {}, \
          its VMs stopped cleanly first (the master hands its role over before), unless the link \
          comes back. To keep it running: dlll_cias-watch uplink --cancel",
         utc(since),
-        targets.join(", "),
+        targets_text(targets),
         utc(at)
     )
+}
+
+/// The targets as a person reads them: `a, b, c`.
+pub fn targets_text(targets: &[std::net::Ipv4Addr]) -> String {
+    targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// The command that pings `target` (3 tries over about a second; any reply counts).

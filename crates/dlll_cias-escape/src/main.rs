@@ -10,7 +10,6 @@
 mod drain;
 mod moves;
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -113,16 +112,7 @@ impl Ctx {
     fn plan(&self, view: &ClusterView) -> Result<Plan> {
         let vip = self.settings.internal.master_vip.to_string();
         let master = vip_holder(&self.local, view, &vip);
-        // Installed nodes publish their record on shared storage; an unreadable one may not be master.
-        let priorities: BTreeMap<String, u8> = view
-            .nodes
-            .iter()
-            .filter_map(|n| {
-                let priority =
-                    InstalledNode::priority_from(Path::new(paths::SHARED_MANAGEMENT_DIR), &n.name)?;
-                Some((n.name.clone(), priority.value()))
-            })
-            .collect();
+        let priorities = members::priorities(view);
         let inputs = Inputs {
             me: &self.me,
             master: master.as_deref(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use cias_core::backups;
 use cias_core::health::{self, Health, Limits, NodeReport, NodeView, Observed, Problem};
-use cias_core::host::{Command, Host, LocalHost};
+use cias_core::host::{Host, LocalHost};
 use cias_core::members::{self, host_of};
 use cias_core::netplan::vmid::ROUTER_VMID;
 use cias_core::paths;
@@ -101,11 +101,8 @@ fn gather(local: &Arc<dyn Host>, settings: &ClusterSettings) -> Result<Observed>
         quorate: view.quorate,
         nodes,
         router: view.vm(ROUTER_VMID).map(|v| (v.status.clone(), v.node.clone())),
-        vmid_map_age_secs: local
-            .execute(&Command::query_argv(&["test", "-r", paths::VMID_MAP_FILE]).timeout(ASK_LIMIT))
-            .is_ok_and(|o| o.success())
-            .then(|| age(paths::VMID_MAP_FILE))
-            .flatten(),
+        // No file (or no answer from its storage) is no age.
+        vmid_map_age_secs: age(paths::VMID_MAP_FILE),
         router_backup_age_secs: router_backup.and_then(|p| age(&p)),
     })
 }

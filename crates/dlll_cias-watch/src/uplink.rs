@@ -1,14 +1,12 @@
 //! `dlll_cias-watch uplink`: the look every 3 minutes, the administrator's cancel, and the
 //! power-off the timer runs at the deadline. Decisions are `cias_core::uplink`'s.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cias_core::handover;
 use cias_core::host::{holds_address, Command, Host};
-use cias_core::installed::InstalledNode;
 use cias_core::members::{self, host_of};
 use cias_core::netplan::vmid::ROUTER_VMID;
 use cias_core::paths;
@@ -37,8 +35,8 @@ pub fn run(local: &Arc<dyn Host>, ask: Ask) -> Result<String> {
     let targets = settings.uplink_targets();
     if ask == Ask::Probe {
         return match uplink::any_answers(host, &targets)? {
-            true => Ok(format!("the uplink answers ({})", list(&targets))),
-            false => bail!("none of {} answers", list(&targets)),
+            true => Ok(format!("the uplink answers ({})", uplink::targets_text(&targets))),
+            false => bail!("none of {} answers", uplink::targets_text(&targets)),
         };
     }
     let file = Uplink::file();
@@ -159,14 +157,11 @@ fn power_off(local: &Arc<dyn Host>, settings: &ClusterSettings, state: &Uplink) 
 /// The online node that may be master, highest priority first, whose uplink answers.
 fn successor(local: &Arc<dyn Host>) -> Option<String> {
     let view = members::view(local.as_ref()).ok()?;
-    let shared = Path::new(paths::SHARED_MANAGEMENT_DIR);
-    let mut candidates: Vec<(u8, &str)> = view
-        .online()
+    let online = view.online();
+    let mut candidates: Vec<(u8, String)> = members::priorities(&view)
         .into_iter()
-        .filter(|n| *n != local.name())
-        .filter_map(|n| {
-            InstalledNode::priority_from(shared, n).filter(|p| p.can_be_master()).map(|p| (p.value(), n))
-        })
+        .filter(|(n, priority)| *priority > 0 && n != local.name() && online.contains(n.as_str()))
+        .map(|(n, priority)| (priority, n))
         .collect();
     candidates.sort_by(|a, b| b.cmp(a));
     let probe =
@@ -287,8 +282,4 @@ fn wall(host: &dyn Host, message: &str) {
     if let Err(e) = host.run(&Command::from_argv(&["wall"]).stdin_data(format!("{message}\n"))) {
         tracing::warn!("cannot send the wall message: {e}");
     }
-}
-
-fn list(targets: &[std::net::Ipv4Addr]) -> String {
-    targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
 }
