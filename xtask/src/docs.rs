@@ -44,22 +44,13 @@ pub fn run(check: bool) -> Result<()> {
 /// Relative paths that differ between the two trees (either side).
 fn differences(a: &Path, b: &Path) -> Result<Vec<String>> {
     let (left, right) = (files(a)?, files(b)?);
-    let mut names: Vec<&String> = left.iter().chain(right.iter()).map(|(n, _)| n).collect();
-    names.sort();
-    names.dedup();
-    Ok(names
-        .into_iter()
-        .filter(|n| {
-            left.iter().find(|(m, _)| m == *n).map(|(_, c)| c)
-                != right.iter().find(|(m, _)| m == *n).map(|(_, c)| c)
-        })
-        .cloned()
-        .collect())
+    let names: std::collections::BTreeSet<&String> = left.keys().chain(right.keys()).collect();
+    Ok(names.into_iter().filter(|n| left.get(*n) != right.get(*n)).cloned().collect())
 }
 
 /// (path relative to `root`, content) of every file under `root`'s man/ and completions/.
-fn files(root: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut out = Vec::new();
+fn files(root: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
     let mut dirs: Vec<PathBuf> =
         ["man", "completions"].iter().map(|s| root.join(s)).filter(|d| d.exists()).collect();
     while let Some(dir) = dirs.pop() {
@@ -69,7 +60,7 @@ fn files(root: &Path) -> Result<Vec<(String, Vec<u8>)>> {
                 dirs.push(path);
             } else {
                 let name = path.strip_prefix(root)?.display().to_string();
-                out.push((name, std::fs::read(&path)?));
+                out.insert(name, std::fs::read(&path)?);
             }
         }
     }
