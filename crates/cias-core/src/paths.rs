@@ -45,6 +45,13 @@ pub const SETUP_LOCK: &str = "/run/dlll_cias-setup.lock";
 /// reconcile loop there does not restart the mfsmaster the switch stopped.
 pub const HANDOVER_MARK: &str = "/run/dlll-cias/handing-over";
 
+/// Left by the reconcile loop when it killed this node's mfsmaster after a quorum loss: that
+/// master may have logged changes the quorate side never saw, and so may this node's
+/// metalogger, which followed it. The next demotion starts the metalogger over (and removes
+/// the mark); a promotion here removes it too (this node's copy is the lineage again).
+/// Lasting: a node reset by its watchdog comes back with it.
+pub const CUT_OFF_MARK: &str = "/var/lib/dlll-cias/master-cut-off";
+
 /// Held while a takeover (`dlll_cias-switch-to-master`) runs here.
 pub const TAKEOVER_LOCK: &str = "/run/dlll-cias/switch-to-master.lock";
 /// Which VMIDs live on which node, written every minute by the master (SPEC section 4).

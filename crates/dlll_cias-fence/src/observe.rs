@@ -21,7 +21,7 @@ const HANDOVER_LIMIT: Duration = Duration::from_secs(360);
 
 /// Whether this node is quorate, and the members of its partition. Any failure to ask counts
 /// as "not quorate": a node that cannot tell must assume the worst.
-fn quorum(host: &dyn Host) -> (bool, Vec<String>) {
+pub fn quorum(host: &dyn Host) -> (bool, Vec<String>) {
     let cmd = pvesh::get_json("/cluster/status").timeout(QUERY_TIMEOUT);
     let Ok(out) = host.run(&cmd) else { return (false, vec![]) };
     let Ok(entries) = pvesh::parse::<Vec<ClusterStatusEntry>>("pvesh get /cluster/status", &out.stdout)

@@ -33,6 +33,18 @@ pub fn stop_master(host: &dyn Host) -> Result<String> {
     Ok("mfsmaster killed".into())
 }
 
+/// Quorum is lost: kills this node's mfsmaster, and marks it as cut off when one ran
+/// ([`cias_core::paths::CUT_OFF_MARK`]): between the split and this kill it may have logged
+/// changes the quorate side never sees.
+pub fn kill_cut_off_master(host: &dyn Host) -> Result<String> {
+    let outcome = stop_master(host)?;
+    if outcome != NO_MASTER {
+        let mark = cias_core::paths::CUT_OFF_MARK;
+        host.run(&Command::from_argv(&["install", "-D", "-m", "0644", "/dev/null", mark]))?;
+    }
+    Ok(outcome)
+}
+
 /// keepalived died (or restarted) and left its VIPs on the interfaces, where they would
 /// answer next to the new master's: every address of the two VIPs is removed.
 pub fn drop_vips(host: &dyn Host, settings: &ClusterSettings) -> Result<String> {
@@ -171,6 +183,11 @@ pub fn rejoined(host: &dyn Host, settings: &ClusterSettings) -> Result<String> {
 /// How many sets of a former master's files are kept.
 const KEEP_SET_ASIDE: usize = 5;
 
+/// A new directory for files set aside now.
+fn set_aside_dir() -> String {
+    format!("{DATA_PATH}/old-master-{}", cias_core::clock::unix_secs())
+}
+
 /// Moves this node's own master files into `old-master-<unix time>` in the data directory
 /// (the newest five sets are kept). Once another node is master they are stale, and worse: a
 /// master cut off by a split brain wrote changes the quorate side never saw, numbered like
@@ -181,7 +198,7 @@ fn set_aside_master_files(host: &dyn Host) -> Result<Option<String>> {
     if !files.iter().any(|f| is_master_file(f)) {
         return Ok(None);
     }
-    let dir = format!("{DATA_PATH}/old-master-{}", cias_core::clock::unix_secs());
+    let dir = set_aside_dir();
     move_into(host, &dir, &files, is_master_file)?;
     let mut sets: Vec<&String> = files.iter().filter(|n| n.starts_with("old-master-")).collect();
     sets.sort_by_key(|n| n.trim_start_matches("old-master-").parse::<u64>().unwrap_or(0));
@@ -194,6 +211,13 @@ fn set_aside_master_files(host: &dyn Host) -> Result<Option<String>> {
 /// This node may not run an mfsmaster (a BACKUP, a node in FAULT, a node whose keepalived
 /// died): it is stopped, and a former master's files are set aside so a later promotion
 /// here cannot take them for current.
+///
+/// Its metalogger keeps its copy when this node stayed in the quorum: it followed the one
+/// master there was, and MooseFS's metalogger itself downloads afresh when the next master's
+/// changes do not continue its own. Starting it over at every demotion left no copy to
+/// promote from after a few role changes in a row (measured: keepalived killed three times
+/// in 25 s). Only a master cut off from the quorum may have logged changes nobody else has,
+/// numbered like the new master's: then its metalogger starts over from the current master.
 pub fn demote(host: &dyn Host) -> Result<String> {
     // keepalived's hook and the loop both demote (a FAULT and a lost VIP in the same second):
     // one at a time, or the second moves files the first already moved.
@@ -202,13 +226,25 @@ pub fn demote(host: &dyn Host) -> Result<String> {
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_file)?;
     lock.lock()?;
     let mut outcome = stop_master(host)?;
-    if let Some(dir) = set_aside_master_files(host)? {
-        // While this node was master its metalogger followed it, also through a split brain
-        // where it kept changes nobody else has: it starts over from the current master.
-        restart_metalogger_empty(host, &dir)?;
-        outcome += &format!(
-            "; its master files and its metalogger's moved to {dir} (a promotion here starts from a current copy)"
-        );
+    let aside = set_aside_master_files(host)?;
+    let marked = std::path::Path::new(cias_core::paths::CUT_OFF_MARK).exists();
+    let cut_off = marked || (aside.is_some() && !crate::observe::quorum(host).0);
+    match (aside, cut_off) {
+        (aside, true) => {
+            let dir = aside.unwrap_or_else(set_aside_dir);
+            restart_metalogger_empty(host, &dir)?;
+            host.run(&Command::from_argv(&["rm", "-f", cias_core::paths::CUT_OFF_MARK]))?;
+            outcome += &format!(
+                "; it served cut off from the quorum: its master files and its metalogger's moved to {dir} \
+                 (the metalogger starts over from the current master)"
+            );
+        }
+        (Some(dir), false) => {
+            outcome += &format!(
+                "; its master files moved to {dir}; its metalogger keeps its copy (this node stayed in the quorum)"
+            );
+        }
+        (None, false) => {}
     }
     Ok(outcome)
 }

@@ -21,7 +21,7 @@ use crate::repair;
 fn carry_out(host: &dyn Host, settings: &ClusterSettings, action: Action) -> Result<String> {
     match action {
         Action::DropVips => repair::drop_vips(host, settings),
-        Action::KillMaster => repair::stop_master(host),
+        Action::KillMaster => repair::kill_cut_off_master(host),
         Action::Demote => repair::demote(host),
         Action::RestartMaster => repair::restart_master(host),
         Action::StopVms => repair::stop_vms(host),

@@ -235,6 +235,8 @@ pub fn promote(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
             );
         }
         ctx.host.run(&Command::from_argv(&["systemctl", "start", "moosefs-master"]))?;
+        // This node's copy is the lineage again: a later demotion keeps its metalogger's.
+        ctx.host.run(&Command::from_argv(&["rm", "-f", cias_core::paths::CUT_OFF_MARK]))?;
     }
     ctx.host.run(&Command::from_argv(&["systemctl", "start", "moosefs-cgiserv"]))?;
     if ctx.dry_run {

@@ -31,7 +31,7 @@ enum Event {
     MasterStartedByHand,
     /// A manual switch stops this master's mfsmaster to take its final metadata.
     HandoverStarts,
-    /// This node's metalogger starts over with no files (a demoted former master's).
+    /// This node's metalogger starts over with no files (a cut-off former master's).
     MetaloggerStartsOver,
     /// The switched-to node won the election: this one lost the VIP.
     HandoverEnds,
