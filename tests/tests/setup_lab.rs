@@ -55,26 +55,25 @@ fn setup_installs_extends_resumes_and_refuses_bad_input() {
     refused(&lab, n1, &["--master-ip", "10.9.9.9"], "master_ip");
     refused(&lab, n1, &["--priority", "101"], "101");
     refused(&lab, n1, &["--master", "10.254.9.9"], "does not answer");
-    sh(&lab, n1, &format!("grep -v '^domain:' {ANSWERS} > /root/no-domain.yaml"));
-    let out = lab
-        .exec(
-            n1,
-            &[
-                "dlll_cias-setup",
-                "--answers",
-                "/root/no-domain.yaml",
-                "--secrets-file",
-                demo::SECRETS,
-                "--loop-disks",
-            ],
-        )
-        .unwrap();
-    assert!(out.stderr.contains("missing answer 'domain'"), "{}", out.stderr);
+    // A missing answer is named; an external address has no default to fall back on.
+    for key in ["domain", "master_ip"] {
+        let partial = format!("/root/no-{key}.yaml");
+        sh(&lab, n1, &format!("grep -v '^{key}:' {ANSWERS} > {partial}"));
+        let argv =
+            ["dlll_cias-setup", "--answers", &partial, "--secrets-file", demo::SECRETS, "--loop-disks"];
+        let out = lab.exec(n1, &argv).unwrap();
+        assert!(out.stderr.contains(&format!("missing answer '{key}'")), "{}", out.stderr);
+    }
     // Without a terminal, a plan is carried out only with --yes.
     let out = lab
         .exec(n1, &["dlll_cias-setup", "--answers", ANSWERS, "--secrets-file", demo::SECRETS, "--loop-disks"])
         .unwrap();
     assert!(out.stdout.contains("Plan: install the FIRST node"), "the plan is shown:\n{}", out.stdout);
+    for address in
+        ["192.168.56.101 on eth1", "10.254.0.254 (cias-pve-master)", "192.168.56.104, 192.168.56.105"]
+    {
+        assert!(out.stdout.contains(address), "the plan shows {address}:\n{}", out.stdout);
+    }
     assert!(out.stderr.contains("run with --yes to proceed"), "{}", out.stderr);
     assert_eq!(out.status, 3, "refused: {}", out.stderr);
     // Preflight names what is missing before anything changes.

@@ -112,18 +112,14 @@ fn new_cluster_settings(
     wan: String,
     asking: Asking,
 ) -> Result<ClusterSettings> {
-    let ask_ip =
-        |v, key, prompt, d: &str| resolve(v, key, prompt, Some(d.parse().expect("valid default")), asking);
-    let external_network = resolve(
-        a.external_network,
-        "external_network",
-        "External network (CIDR)",
-        Some("192.168.56.0/24".parse()?),
-        asking,
-    )?;
+    // No defaults: every external address is the site's own, given or typed (a default
+    // from the lab's example network would have been taken silently from an answers file).
+    let ask_ip = |v, key, prompt| resolve(v, key, prompt, None, asking);
+    let external_network =
+        resolve(a.external_network, "external_network", "External network (CIDR)", None, asking)?;
     let mut vm_ips = a.router_vm_ips.clone();
     if vm_ips.is_empty() {
-        vm_ips.push(ask_ip(None, "router_vm_ips", "Router VM-management IP (index 0)", "192.168.56.104")?);
+        vm_ips.push(ask_ip(None, "router_vm_ips", "Router VM-management IP (index 0)")?);
     }
     let settings = ClusterSettings {
         cluster_name: "DLLL-CIAS".into(),
@@ -137,20 +133,14 @@ fn new_cluster_settings(
         )?,
         external: settings::ExternalNetwork {
             network: external_network,
-            gateway: ask_ip(a.external_gateway, "external_gateway", "External gateway", "192.168.56.1")?,
-            master_ip: ask_ip(a.master_ip, "master_ip", "Master external IP (VIP)", "192.168.56.101")?,
+            gateway: ask_ip(a.external_gateway, "external_gateway", "External gateway")?,
+            master_ip: ask_ip(a.master_ip, "master_ip", "Master external IP (VIP)")?,
             router_proxmox_ip: ask_ip(
                 a.router_proxmox_ip,
                 "router_proxmox_ip",
                 "Router Proxmox-management IP",
-                "192.168.56.102",
             )?,
-            router_nas_ip: ask_ip(
-                a.router_nas_ip,
-                "router_nas_ip",
-                "Router NAS-management IP",
-                "192.168.56.103",
-            )?,
+            router_nas_ip: ask_ip(a.router_nas_ip, "router_nas_ip", "Router NAS-management IP")?,
             router_vm_ips: vm_ips,
         },
         internal: settings::InternalNetwork::default(),
@@ -361,7 +351,7 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
         disks,
         router_admin_user,
     };
-    show_plan(&record, &facts.disks);
+    show_plan(&record, &settings, &facts.disks);
     // Answers from a file are still confirmed at a terminal; automation says --yes.
     if !cli.yes && !cli.dry_run {
         if !std::io::stdin().is_terminal() {
@@ -389,7 +379,32 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
     }))
 }
 
-fn show_plan(node: &NodeRecord, disks: &[disks::Disk]) {
+/// Every address the run configures or talks to, as the plan shows it.
+fn plan_addresses(node: &NodeRecord, settings: &ClusterSettings) -> Vec<(&'static str, String)> {
+    let internal = &settings.internal;
+    let mut lines = vec![
+        ("this node (vmbr0)", format!("{}/8 ({})", node.ip, node.hostname)),
+        ("master VIP, internal", format!("{} (cias-pve-master)", internal.master_vip)),
+        ("router, internal gateway", internal.router_ip.to_string()),
+    ];
+    if node.role == Role::First {
+        let ext = &settings.external;
+        let vm_ips: Vec<String> = ext.router_vm_ips.iter().map(ToString::to_string).collect();
+        lines.extend([
+            ("external network", ext.network.to_string()),
+            ("external gateway", ext.gateway.to_string()),
+            ("master VIP, external", format!("{} on {}", ext.master_ip, settings.interfaces.wan)),
+            ("router, Proxmox management", ext.router_proxmox_ip.to_string()),
+            ("router, NAS management", ext.router_nas_ip.to_string()),
+            ("router, VM management", vm_ips.join(", ")),
+            ("mail relay", format!("{}:{}", settings.smtp.host, settings.smtp.port)),
+            ("uplink check pings", cias_core::uplink::targets_text(&settings.uplink_targets())),
+        ]);
+    }
+    lines
+}
+
+fn show_plan(node: &NodeRecord, settings: &ClusterSettings, disks: &[disks::Disk]) {
     ui::line("");
     ui::line(&format!(
         "Plan: {} node {} at {} ({}), priority {}{}, NICs {} bridged into vmbr0",
@@ -401,6 +416,10 @@ fn show_plan(node: &NodeRecord, disks: &[disks::Disk]) {
         if node.priority == 0 { " (never master)" } else { "" },
         node.nics.join(", ")
     ));
+    ui::line("Addresses:");
+    for (what, address) in plan_addresses(node, settings) {
+        ui::line(&format!("  {what:<34} {address}"));
+    }
     ui::line("Disks:");
     for d in disks {
         let what = match &d.verdict {
