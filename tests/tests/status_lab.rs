@@ -1,8 +1,11 @@
 //! `dlll_cias-status` (issue 15, "Done when") on a 3-node lab installed by dlll_cias-setup:
-//! healthy and exit 0; a node powered off: degraded, exit 1, the node named; the master's
+//! healthy and exit 0; a node powered off: degraded, exit 1, the node named, and a file whose
+//! goal the two remaining chunkservers cannot meet counted under its goal; the master's
 //! mfsmaster stopped (and kept from restarting): broken, exit 2.
 
 #![allow(clippy::print_stderr)]
+
+use std::time::Duration;
 
 use cias_tests::cluster_probe::*;
 use xtask::lab::{Lab, Node};
@@ -31,6 +34,7 @@ fn the_status_says_healthy_degraded_or_broken_and_names_the_cause() {
     step("the installed cluster: healthy");
     let (code, healthy) = status(&lab, others[0]);
     assert_eq!((code, healthy["health"].as_str()), (0, Some("healthy")), "{healthy:#}");
+    assert_eq!(healthy["chunks"]["undergoal"], 0, "the master counted its chunks: {healthy:#}");
     let nodes = healthy["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3);
     let holders: Vec<&str> = nodes
@@ -46,12 +50,31 @@ fn the_status_says_healthy_degraded_or_broken_and_names_the_cause() {
     lab.power_off(others[1]).unwrap();
     let (code, degraded) = status(&lab, master);
     assert_eq!((code, degraded["health"].as_str()), (1, Some("degraded")), "{degraded:#}");
+    // The node (and chunks short of copies, if some had one on its disks), nothing else.
+    let short = |p: &String| p.contains("fewer copies than their goal");
     let named = problems(&degraded);
-    assert!(named.len() == 1 && named[0].starts_with(&format!("{} is ", others[1])), "{named:?}");
+    assert!(named.iter().any(|p| p.starts_with(&format!("{} is ", others[1]))), "{named:?}");
+    assert!(named.iter().all(|p| p.starts_with(&format!("{} is ", others[1])) || short(p)), "{named:?}");
     // Until the membership notices, it is "online but did not answer".
-    wait_for("the node listed offline", std::time::Duration::from_secs(60), || {
+    wait_for("the node listed offline", Duration::from_secs(60), || {
         problems(&status(&lab, master).1) == [format!("{} is offline", others[1])]
     });
+    // Two chunkservers left: a file whose goal is three copies stays short of one.
+    sh(
+        &lab,
+        master,
+        "mkdir -p /mnt/mfs/goal3 && mfssetgoal 3 /mnt/mfs/goal3 && \
+         dd if=/dev/urandom of=/mnt/mfs/goal3/f bs=64k count=4 status=none && sync /mnt/mfs/goal3/f",
+    );
+    let mut last = serde_json::Value::Null;
+    let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for("the chunk short of its goal named", Duration::from_secs(30), || {
+            last = status(&lab, master).1;
+            last["health"] == "degraded" && problems(&last).iter().any(short)
+        })
+    }));
+    assert!(seen.is_ok(), "last status: {last:#}");
+    assert_eq!(last["chunks"]["undergoal"], 1, "{last:#}");
 
     step("the master's mfsmaster stopped and kept from restarting: broken");
     // Its loop would restart it within seconds: masked, it cannot, and the node gives the

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::backups::human;
+use crate::chunkservers::ChunkHealth;
 use crate::host::Command;
 use crate::netplan::vmid::ROUTER_VMID;
 
@@ -145,6 +146,8 @@ pub struct Observed {
     pub vmid_map_age_secs: Option<u64>,
     /// Age of the newest router backup on shared storage (`None`: none found).
     pub router_backup_age_secs: Option<u64>,
+    /// The chunks short of copies, as the master counts them (`None`: it did not say).
+    pub chunks: Option<ChunkHealth>,
 }
 
 /// The limits [`assess`] holds the cluster to (from the settings).
@@ -215,6 +218,31 @@ pub fn assess(seen: &Observed, limits: Limits) -> (Health, Vec<Problem>) {
             format!("an mfsmaster runs on {node}, which is not the one master: two masters fork the storage"),
             "its reconcile loop stops it within seconds; if not: systemctl stop moosefs-master there",
         );
+    }
+    match seen.chunks {
+        Some(c) if c.missing > 0 => add(
+            Health::Broken,
+            format!("{} no valid copy: the files they belong to lost data", chunks_have(c.missing)),
+            "bring back the chunkservers that held them (mfscli -SIS lists their servers; mfsfileinfo on a file names its chunks)",
+        ),
+        _ => {}
+    }
+    match seen.chunks {
+        Some(c) if c.undergoal > 0 => add(
+            Health::Degraded,
+            format!(
+                "{} fewer copies than their goal ({} of them only one): one more lost disk may lose data",
+                chunks_have(c.undergoal),
+                c.endangered
+            ),
+            "bring back the missing chunkserver, or remove it for good (dlll_cias-remove-node) so MooseFS copies them elsewhere",
+        ),
+        None if !serving.is_empty() => add(
+            Health::Degraded,
+            "the MooseFS master did not say how many chunks lack copies".into(),
+            "mfscli -H cias-pve-master -SIC on this node",
+        ),
+        _ => {}
     }
     match &seen.router {
         None => add(
@@ -314,6 +342,15 @@ pub fn assess(seen: &Observed, limits: Limits) -> (Health, Vec<Problem>) {
     (health, problems)
 }
 
+/// "1 chunk has", "2 chunks have".
+fn chunks_have(n: u64) -> String {
+    if n == 1 {
+        "1 chunk has".into()
+    } else {
+        format!("{n} chunks have")
+    }
+}
+
 /// A copy older than the limit, or none at all once the node (cluster) has been installed
 /// longer than that: before, the first weekly run may not have come yet.
 fn too_old(copy_age: Option<u64>, installed_age: Option<u64>, limits: Limits) -> bool {
@@ -358,6 +395,7 @@ mod tests {
             router: Some(("running".into(), "node1".into())),
             vmid_map_age_secs: Some(30),
             router_backup_age_secs: Some(DAY),
+            chunks: Some(ChunkHealth::default()),
         }
     }
 
@@ -380,6 +418,33 @@ mod tests {
         seen.nodes[2] = NodeView { name: "node3".into(), online: false, report: None };
         assert_eq!(whats(&seen), (Health::Degraded, vec!["node3 is offline".to_string()]));
         assert_eq!(Health::Degraded.exit_code(), 1);
+    }
+
+    #[test]
+    fn chunks_short_of_copies_degrade_and_lost_ones_break() {
+        let mut seen = cluster();
+        seen.chunks = Some(ChunkHealth { missing: 0, endangered: 45, undergoal: 46 });
+        assert_eq!(
+            whats(&seen),
+            (
+                Health::Degraded,
+                vec!["46 chunks have fewer copies than their goal (45 of them only one): one more lost disk may lose data".to_string()]
+            )
+        );
+        seen.chunks = Some(ChunkHealth { missing: 0, endangered: 0, undergoal: 1 });
+        assert_eq!(whats(&seen).1, ["1 chunk has fewer copies than their goal (0 of them only one): one more lost disk may lose data"]);
+        seen.chunks = Some(ChunkHealth { missing: 2, endangered: 0, undergoal: 2 });
+        let (health, problems) = whats(&seen);
+        assert_eq!(health, Health::Broken);
+        assert_eq!(problems[0], "2 chunks have no valid copy: the files they belong to lost data");
+        seen.chunks = None;
+        assert_eq!(
+            whats(&seen),
+            (
+                Health::Degraded,
+                vec!["the MooseFS master did not say how many chunks lack copies".to_string()]
+            )
+        );
     }
 
     #[test]

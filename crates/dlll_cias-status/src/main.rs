@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cias_core::backups;
 use cias_core::health::{self, Health, Limits, NodeReport, NodeView, Observed, Problem};
 use cias_core::host::{Host, LocalHost};
 use cias_core::members::{self, host_of};
 use cias_core::netplan::vmid::ROUTER_VMID;
 use cias_core::paths;
 use cias_core::settings::ClusterSettings;
+use cias_core::{backups, chunkservers};
 use clap::Parser;
 use serde::Serialize;
 
@@ -26,7 +26,9 @@ use serde::Serialize;
 /// SSH: whether it holds the master and external VIPs, systemd's state of mfsmaster,
 /// keepalived, the reconcile loop (dlll-cias-fence), the chunkserver and the metalogger,
 /// whether /mnt/mfs is mounted, its dlll-cias version, its uplink watch, the age of its local
-/// router copy; the router VM 100; the age of the VMID map and of the newest router backup.
+/// router copy; the router VM 100; the age of the VMID map and of the newest router backup;
+/// the chunks the MooseFS master counts as missing, endangered or under their goal
+/// (mfscli -SIC).
 /// Exactly one node may hold the master VIP, and mfsmaster must run there and nowhere else.
 ///
 /// Each problem is printed with what to do. `--json` prints one object: {"health":
@@ -34,7 +36,8 @@ use serde::Serialize;
 /// "report": null | {"holds_master_vip", "holds_external_vip", "mfsmaster", "keepalived",
 /// "fence", "chunkserver", "metalogger", "mounted", "version", "uplink",
 /// "router_copy_age_secs"}}], "router": null | [STATUS, NODE], "vmid_map_age_secs",
-/// "router_backup_age_secs", "problems": [{"severity", "what", "fix"}]}.
+/// "router_backup_age_secs", "chunks": null | {"missing", "endangered", "undergoal"},
+/// "problems": [{"severity", "what", "fix"}]}.
 #[derive(Debug, Parser)]
 #[command(
     name = "dlll_cias-status",
@@ -104,6 +107,10 @@ fn gather(local: &Arc<dyn Host>, settings: &ClusterSettings) -> Result<Observed>
         // No file (or no answer from its storage) is no age.
         vmid_map_age_secs: age(paths::VMID_MAP_FILE),
         router_backup_age_secs: router_backup.and_then(|p| age(&p)),
+        chunks: local
+            .execute(&chunkservers::chunk_health_command().timeout(ASK_LIMIT))
+            .ok()
+            .and_then(|o| chunkservers::parse_chunk_health(&o.stdout)),
     })
 }
 
@@ -154,6 +161,13 @@ fn show(status: &Status) {
         age(seen.vmid_map_age_secs),
         age(seen.router_backup_age_secs)
     );
+    match seen.chunks {
+        Some(c) => println!(
+            "Chunks: {} missing, {} with one copy only, {} under their goal",
+            c.missing, c.endangered, c.undergoal
+        ),
+        None => println!("Chunks: the master did not say"),
+    }
     if status.problems.is_empty() {
         return;
     }
