@@ -61,12 +61,31 @@ fn migrate_here(ctx: &Ctx, view: &ClusterView, vmid: u32, from: &str, online: bo
 }
 
 fn execute(ctx: &Ctx, tl: &mut Timeline, view: &ClusterView, action: &Action) -> Result<()> {
-    match action {
+    let done = match action {
         Action::MigrateHere { vmid, from, online } => migrate_here(ctx, view, *vmid, from, *online),
         Action::Recover { vmid, from, to, start } => recover(ctx, tl, view, *vmid, from, to, *start),
         Action::Start { vmid, node } => start(ctx, view, *vmid, node),
         Action::Unplaced { .. } => bail!("{action}"),
+    };
+    // A start reported failed (its disk stalled past qm's timeout) must not come up later
+    // beside the retry, which may run elsewhere: the VM is stopped there first.
+    let started_on = match action {
+        Action::Start { vmid, node } | Action::Recover { vmid, to: node, start: true, .. } => {
+            Some((vmid, node))
+        }
+        _ => None,
+    };
+    // (Not one that failed because the VM already runs: that one is fine as it is.)
+    let start_failed = done.as_ref().is_err_and(|e| !format!("{e:#}").contains("already running"));
+    if let (true, Some((vmid, node))) = (start_failed, started_on) {
+        let stopped =
+            on(ctx, view, node).and_then(|h| Ok(vm_recovery::qm(h.as_ref(), &["stop", &vmid.to_string()])?));
+        tl.note(&match stopped {
+            Ok(()) => format!("VM {vmid} stopped on {node} after its failed start (it is tried again)"),
+            Err(e) => format!("VM {vmid} could not be stopped on {node} after its failed start - {e:#}"),
+        });
     }
+    done
 }
 
 /// Brings every VM where the rules say, waiting for lost nodes' fence time as needed.

@@ -47,11 +47,13 @@ pub fn start(env: &Env, vmid: u32) -> Result<()> {
     }
     let exe = std::env::current_exe()?;
     let exe = exe.to_string_lossy();
-    let mut cmd = if Path::new("/run/systemd/system").exists() {
+    let unit = format!("pve-standin-vm-{vmid}");
+    let under_systemd = Path::new("/run/systemd/system").exists();
+    let mut cmd = if under_systemd {
         // Under the node's systemd, so `lab power-off` and reboots treat it like qemu.
         // A transient unit does not inherit this environment: pass the stand-in's own on.
         let mut c = Command::new("systemd-run");
-        c.args(["--quiet", "--collect", &format!("--unit=pve-standin-vm-{vmid}")]);
+        c.args(["--quiet", "--collect", &format!("--unit={unit}")]);
         for (key, value) in std::env::vars().filter(|(k, _)| k.starts_with("PVE_STANDIN_")) {
             c.arg(format!("--setenv={key}={value}"));
         }
@@ -64,7 +66,7 @@ pub fn start(env: &Env, vmid: u32) -> Result<()> {
         c.args(["vm-run", &vmid.to_string()]);
         c
     };
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if running(env, vmid).is_some() {
@@ -72,6 +74,17 @@ pub fn start(env: &Env, vmid: u32) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Like qm's own start timeout, a failed start leaves no process behind: one that came up
+    // later would run a VM whose start was reported failed (and maybe recovered elsewhere).
+    if under_systemd {
+        let _ = Command::new("systemctl").args(["kill", "--signal=SIGKILL", &unit]).status();
+        let _ = Command::new("systemctl").args(["stop", &unit]).status();
+    } else {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    let _ = std::fs::remove_file(pid_file(env, vmid));
+    unplug(env, vmid);
     Err(Failure::die(format!("start failed: VM {vmid} did not come up")))
 }
 
