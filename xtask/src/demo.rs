@@ -126,9 +126,15 @@ fn setup_ok(lab: &Lab, node: Node) -> Result<Output> {
     Ok(out)
 }
 
-/// The whole job: node 1 installs, every other node extends, one after the other.
+/// The whole job: the binaries copied into every node, then [`setup_all`].
 pub fn install_cluster(lab: &Lab) -> Result<()> {
     install_binaries(lab)?;
+    setup_all(lab)
+}
+
+/// Setup on every node, whose toolkit is already there (copied in, or from the package): node 1
+/// installs, every other node extends, one after the other.
+pub fn setup_all(lab: &Lab) -> Result<()> {
     let nodes = lab.nodes().to_vec();
     let first = nodes[0];
     prepare_first(lab, first)?;

@@ -16,12 +16,14 @@ pub const TEST_PACKAGES: &[&str] = &[
 ];
 
 /// Packages the lab host needs (see lab/README.md): nspawn to boot the nodes, mmdebstrap to
-/// build their rootfs, nftables for partitions, aiosmtpd as the lab's mail server, and the
-/// tools the lab drives (losetup, nsenter, setsid, ip, ssh-keygen, mkfs.ext4, sfdisk).
+/// build their rootfs, dpkg-dev to index the lab's package cache (`dpkg-scanpackages`),
+/// nftables for partitions, aiosmtpd as the lab's mail server, and the tools the lab drives
+/// (losetup, nsenter, setsid, ip, ssh-keygen, mkfs.ext4, sfdisk).
 pub const LAB_PACKAGES: &[&str] = &[
     "systemd-container",
     "mmdebstrap",
     "debian-archive-keyring",
+    "dpkg-dev",
     "zstd",
     "nftables",
     "python3-aiosmtpd",

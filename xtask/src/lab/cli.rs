@@ -30,6 +30,10 @@ enum LabCommand {
         /// Plain Debian nodes, without the Proxmox VE stand-in.
         #[arg(long)]
         no_proxmox: bool,
+        /// Nodes without the Debian packages the toolkit depends on (keepalived, MooseFS, ...);
+        /// `apt install ./dlll-cias_*.deb` in a node pulls them from the lab's package cache.
+        #[arg(long)]
+        no_toolkit: bool,
     },
     /// Remove everything the lab made (safe twice, and after a crash).
     Down,
@@ -78,9 +82,15 @@ enum LabCommand {
 
 pub fn run(args: LabArgs) -> Result<ExitCode> {
     match args.command {
-        LabCommand::Up { nodes, disk_size_mib, disks, no_proxmox } => {
-            let config =
-                LabConfig { nodes, disk_size_mib, disks, proxmox: !no_proxmox, ..LabConfig::default() };
+        LabCommand::Up { nodes, disk_size_mib, disks, no_proxmox, no_toolkit } => {
+            let config = LabConfig {
+                nodes,
+                disk_size_mib,
+                disks,
+                proxmox: !no_proxmox,
+                toolkit_deps: !no_toolkit,
+                ..LabConfig::default()
+            };
             let lab = Lab::up(&config)?;
             print_status(&lab)?;
         }

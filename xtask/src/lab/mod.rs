@@ -47,11 +47,22 @@ pub struct LabConfig {
     pub extra_files: Vec<ExtraFile>,
     /// Install the Proxmox VE stand-in ([`standin`]) so nodes look like Proxmox nodes.
     pub proxmox: bool,
+    /// Nodes have the Debian packages the toolkit depends on (keepalived, MooseFS, ...:
+    /// [`rootfs::Variant::Full`]). Without them ([`rootfs::Variant::Plain`]) they have the lab's
+    /// package cache as apt source instead, where `apt install ./dlll-cias_*.deb` finds them.
+    pub toolkit_deps: bool,
 }
 
 impl Default for LabConfig {
     fn default() -> Self {
-        LabConfig { nodes: 3, disk_size_mib: 4096, disks: Vec::new(), extra_files: Vec::new(), proxmox: true }
+        LabConfig {
+            nodes: 3,
+            disk_size_mib: 4096,
+            disks: Vec::new(),
+            extra_files: Vec::new(),
+            proxmox: true,
+            toolkit_deps: true,
+        }
     }
 }
 
@@ -74,7 +85,8 @@ impl Lab {
             bail!("a lab needs at least one node");
         }
         Lab::down()?;
-        let rootfs = rootfs::ensure()?;
+        let variant = if config.toolkit_deps { rootfs::Variant::Full } else { rootfs::Variant::Plain };
+        let rootfs = rootfs::ensure(variant)?;
         let mut config = config.clone();
         if config.proxmox {
             config.extra_files.extend(standin::extra_files(&Path::new(layout::STATE_DIR).join("standin"))?);
@@ -85,20 +97,28 @@ impl Lab {
         if config.proxmox {
             standin::enable(&lab)?;
         }
+        if rootfs.packages.is_some() {
+            for &node in &lab.nodes {
+                lab.sh(node, "apt-get update -qq")?;
+            }
+        }
         eprintln!("lab: {} nodes up in {:.1?} (after the rootfs)", lab.nodes.len(), started.elapsed());
         Ok(lab)
     }
 
-    fn build(&self, config: &LabConfig, rootfs: &Path) -> Result<()> {
+    fn build(&self, config: &LabConfig, rootfs: &rootfs::Rootfs) -> Result<()> {
         mount_nspawn_run_dir()?;
         fs::create_dir_all(shared_pve_dir())?;
+        if let Some(packages) = &rootfs.packages {
+            std::os::unix::fs::symlink(packages, rootfs::packages_link())?;
+        }
         network::create_fabric()?;
         smtp::start()?;
         ssh::create_driver_key()?;
         let mut keys = Vec::new();
         for &node in &self.nodes {
             network::create_node(node)?;
-            node::prepare(node, rootfs, &self.nodes)?;
+            node::prepare(node, &rootfs.tree, &self.nodes)?;
             keys.push((node, ssh::create_node_keys(node)?));
             for file in &config.extra_files {
                 node::install(node, file)?;

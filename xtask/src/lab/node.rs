@@ -13,6 +13,7 @@ use super::addr::*;
 use super::cgroup::Group;
 use super::disks;
 use super::layout::*;
+use super::rootfs;
 use super::run::{cmd, Cmd, Output};
 
 /// A file put into every node's root before it boots (and by [`super::Lab::install`] later):
@@ -106,6 +107,13 @@ pub fn boot(node: Node) -> Result<()> {
     }
     argv.push(format!("--bind-ro={}:/sys/block", disks::sysfs_view(node).display()));
     argv.push(format!("--bind={}:{SHARED_PVE_NODE_PATH}", shared_pve_dir().display()));
+    // A plain lab's package cache (see `rootfs`), read-only.
+    let packages = rootfs::packages_link();
+    if packages.symlink_metadata().is_ok() {
+        let dir = fs::canonicalize(&packages)
+            .with_context(|| format!("{node}: the lab's package cache {} is gone", packages.display()))?;
+        argv.push(format!("--bind-ro={}:{}", dir.display(), rootfs::PACKAGES_NODE_PATH));
+    }
     cgroup(node)
         .spawn(&argv, true, &node_console_log(node))
         .with_context(|| format!("{node}: cannot start systemd-nspawn"))
