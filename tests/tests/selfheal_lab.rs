@@ -258,6 +258,11 @@ fn role_changes_in_a_row(lab: &Lab, writer: Node, times: usize) -> String {
     let served = started.elapsed();
     writer_resumes(lab, writer, before);
     no_split(&poller.stop(), "keepalived killed on masters in a row", times);
+    // A killed keepalived's restart waits until its takeover unit has stopped, and a takeover
+    // blocked on MooseFS reads dies only once they return (measured in CI: up to 21 s).
+    wait_for("keepalived running again on every node", Duration::from_secs(90), || {
+        lab.nodes().iter().all(|&n| sh(lab, n, "systemctl is-active keepalived || true").trim() == "active")
+    });
     writer_lost_nothing(lab, writer);
     let path: Vec<String> = path.iter().map(Node::to_string).collect();
     format!(
