@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use cias_core::host::{holds_address, is_mounted, Command, Host};
+use cias_core::host::{clear_mark, holds_address, is_mounted, set_mark, Command, Host};
 use cias_core::mfs_metadata::{
     data_files, is_master_file, is_metalogger_file, master_state_command, master_state_runs, move_into,
     DATA_PATH,
@@ -39,8 +39,7 @@ pub fn stop_master(host: &dyn Host) -> Result<String> {
 pub fn kill_cut_off_master(host: &dyn Host) -> Result<String> {
     let outcome = stop_master(host)?;
     if outcome != NO_MASTER {
-        let mark = cias_core::paths::CUT_OFF_MARK;
-        host.run(&Command::from_argv(&["install", "-D", "-m", "0644", "/dev/null", mark]))?;
+        set_mark(host, cias_core::paths::CUT_OFF_MARK)?;
     }
     Ok(outcome)
 }
@@ -122,7 +121,7 @@ pub fn restart_metalogger(host: &dyn Host) -> Result<String> {
 
 /// Removes the mark a manual switch left while it took this node's final metadata.
 pub fn clear_handover(host: &dyn Host) -> Result<String> {
-    host.run(&Command::from_argv(&["rm", "-f", cias_core::paths::HANDOVER_MARK]))?;
+    clear_mark(host, cias_core::paths::HANDOVER_MARK)?;
     Ok("the handover mark is gone".into())
 }
 
@@ -233,7 +232,7 @@ pub fn demote(host: &dyn Host) -> Result<String> {
         (aside, true) => {
             let dir = aside.unwrap_or_else(set_aside_dir);
             restart_metalogger_empty(host, &dir)?;
-            host.run(&Command::from_argv(&["rm", "-f", cias_core::paths::CUT_OFF_MARK]))?;
+            clear_mark(host, cias_core::paths::CUT_OFF_MARK)?;
             outcome += &format!(
                 "; it served cut off from the quorum: its master files and its metalogger's moved to {dir} \
                  (the metalogger starts over from the current master)"

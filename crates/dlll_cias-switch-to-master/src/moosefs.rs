@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use cias_core::clock::boot_ms;
 use cias_core::fence::LastSeen;
-use cias_core::host::{is_mounted, port_open, Command, Host};
+use cias_core::host::{clear_mark, is_mounted, port_open, set_mark, Command, Host};
 use cias_core::mfs_metadata::{
     data_files, is_metalogger_file, master_runs, master_state_command, master_state_runs, move_into,
     newest_version_command, newest_version_command_in, parse_newest_version, DATA_PATH,
@@ -236,7 +236,7 @@ pub fn promote(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
         }
         ctx.host.run(&Command::from_argv(&["systemctl", "start", "moosefs-master"]))?;
         // This node's copy is the lineage again: a later demotion keeps its metalogger's.
-        ctx.host.run(&Command::from_argv(&["rm", "-f", cias_core::paths::CUT_OFF_MARK]))?;
+        clear_mark(ctx.host.as_ref(), cias_core::paths::CUT_OFF_MARK)?;
     }
     ctx.host.run(&Command::from_argv(&["systemctl", "start", "moosefs-cgiserv"]))?;
     if ctx.dry_run {
@@ -259,7 +259,7 @@ pub fn promote(ctx: &Ctx, tl: &mut Timeline) -> Result<()> {
 pub fn take_final_metadata(ctx: &Ctx, old: &Peer) -> Result<()> {
     let stop = |unit: &str| Command::from_argv(&["systemctl", "stop", unit]).timeout(STOP_LIMIT);
     // Its reconcile loop would restart a master stopped while it still holds the VIP.
-    old.host.run(&Command::from_argv(&["install", "-D", "-m", "0644", "/dev/null", HANDOVER_MARK]))?;
+    set_mark(old.host.as_ref(), HANDOVER_MARK)?;
     old.host.run(&stop("moosefs-cgiserv"))?;
     old.host.run(&stop("moosefs-master"))?;
     // A running master keeps its metadata as metadata.mfs.back: the file only exists once it
@@ -280,7 +280,7 @@ pub fn restart_old_master(old: &Peer) -> Result<()> {
     for unit in ["moosefs-master", "moosefs-cgiserv"] {
         old.host.run(&Command::from_argv(&["systemctl", "start", unit]))?;
     }
-    old.host.run(&Command::from_argv(&["rm", "-f", HANDOVER_MARK]))?;
+    clear_mark(old.host.as_ref(), HANDOVER_MARK)?;
     Ok(())
 }
 

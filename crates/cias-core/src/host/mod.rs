@@ -262,6 +262,19 @@ fn replier(stdout: &str) -> Option<String> {
     Some(rest.split_once(']')?.0.to_string())
 }
 
+/// Leaves an empty mark file at `path` on `host` (its directory made as needed): the
+/// toolkit's marks say something about a node by their presence alone.
+pub fn set_mark(host: &dyn Host, path: &str) -> Result<(), HostError> {
+    host.run(&Command::from_argv(&["install", "-D", "-m", "0644", "/dev/null", path]))?;
+    Ok(())
+}
+
+/// Removes the mark file at `path` on `host` (nothing when there is none).
+pub fn clear_mark(host: &dyn Host, path: &str) -> Result<(), HostError> {
+    host.run(&Command::from_argv(&["rm", "-f", path]))?;
+    Ok(())
+}
+
 /// Whether `path` is a mount point on `host`, read from /proc/mounts (never `stat`: a MooseFS
 /// mount whose master is down blocks it).
 pub fn is_mounted(host: &dyn Host, path: &str) -> Result<bool, HostError> {
