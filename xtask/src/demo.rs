@@ -19,6 +19,8 @@ pub const BINARIES: &[&str] = &[
     "dlll_cias-remove-node",
     "dlll_cias-escape",
     "dlll_cias-status",
+    "dlll_cias-router",
+    "dlll_cias-nas",
 ];
 /// The router administrator password the demo answers with.
 pub const ROUTER_ADMIN_PASSWORD: &str = "Router-Admin-1";
@@ -133,7 +135,8 @@ pub fn install_cluster(lab: &Lab) -> Result<()> {
 }
 
 /// Setup on every node, whose toolkit is already there (copied in, or from the package): node 1
-/// installs, every other node extends, one after the other.
+/// installs, every other node extends, one after the other. A two-node cluster gets a QDevice
+/// on the lab's NAS.
 pub fn setup_all(lab: &Lab) -> Result<()> {
     let nodes = lab.nodes().to_vec();
     let first = nodes[0];
@@ -142,6 +145,10 @@ pub fn setup_all(lab: &Lab) -> Result<()> {
     eprintln!("{}", setup_ok(lab, first)?.stdout);
     for &node in &nodes[1..] {
         prepare_extension(lab, node, first, 50)?;
+        if nodes.len() == 2 {
+            // The second of two nodes sets up the QDevice on the lab's NAS.
+            lab.sh(node, &format!("echo 'qdevice: {}' >> {ANSWERS}", crate::lab::nas::address()))?;
+        }
         eprintln!("demo: {node} extends the cluster");
         eprintln!("{}", setup_ok(lab, node)?.stdout);
     }

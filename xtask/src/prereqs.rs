@@ -32,6 +32,10 @@ pub const LAB_PACKAGES: &[&str] = &[
     "openssh-client",
     "e2fsprogs",
     "fdisk",
+    // The lab's NAS: a userspace NFS server (the kernel here has none) and its portmapper.
+    "nfs-ganesha",
+    "nfs-ganesha-vfs",
+    "rpcbind",
 ];
 
 /// Installs the packages of `wanted` that dpkg does not list as installed.

@@ -148,6 +148,9 @@ pub struct Observed {
     pub router_backup_age_secs: Option<u64>,
     /// The chunks short of copies, as the master counts them (`None`: it did not say).
     pub chunks: Option<ChunkHealth>,
+    /// Whether a node's loss leaves a majority that takes over ([`crate::majority`];
+    /// `None`: corosync.conf unreadable).
+    pub automatic_takeover: Option<bool>,
 }
 
 /// The limits [`assess`] holds the cluster to (from the settings).
@@ -170,6 +173,16 @@ pub fn assess(seen: &Observed, limits: Limits) -> (Health, Vec<Problem>) {
             Health::Broken,
             format!("{} is outside the quorate partition: what it sees of the others may be stale", seen.seen_from),
             "check its network and corosync (pvecm status), or run dlll_cias-status on a node of the quorate part",
+        );
+    }
+    if seen.automatic_takeover == Some(false) {
+        add(
+            Health::Degraded,
+            "automatic takeover is off: no majority survives a node's loss (two nodes and no QDevice), so \
+             nothing moves by itself when a node dies"
+                .into(),
+            "add a QDevice (pvecm qdevice setup ADDRESS, corosync-qnetd on the NAS or any small machine) or a third node; \
+             until then, after a node's death: pvecm expected 1 and dlll_cias-switch-to-master on the survivor",
         );
     }
     let answered: Vec<(&str, &NodeReport)> =
@@ -396,6 +409,7 @@ mod tests {
             vmid_map_age_secs: Some(30),
             router_backup_age_secs: Some(DAY),
             chunks: Some(ChunkHealth::default()),
+            automatic_takeover: Some(true),
         }
     }
 
@@ -410,6 +424,17 @@ mod tests {
     fn a_healthy_cluster_has_no_problem() {
         assert_eq!(whats(&cluster()), (Health::Healthy, vec![]));
         assert_eq!(Health::Healthy.exit_code(), 0);
+    }
+
+    #[test]
+    fn a_cluster_without_automatic_takeover_is_degraded_and_says_why() {
+        let mut seen = cluster();
+        seen.automatic_takeover = Some(false);
+        let (health, whats) = whats(&seen);
+        assert_eq!(health, Health::Degraded);
+        assert!(whats[0].starts_with("automatic takeover is off"), "{whats:?}");
+        seen.automatic_takeover = None;
+        assert_eq!(self::whats(&seen), (Health::Healthy, vec![]));
     }
 
     #[test]

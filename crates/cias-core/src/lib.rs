@@ -4,6 +4,8 @@
 //!   hostnames, the registry that never reuses an address). Pure functions.
 //! - [`settings`]: the cluster settings file and the separate secrets file, validated.
 //! - [`disks`]: which disks are formatted for MooseFS and which are refused, and why.
+//! - [`router`]: the router's VM-management IPs and port forwards, through its scripts.
+//! - [`majority`]: whether the cluster heals by itself (a majority survives a node's loss).
 //! - [`reconcile`]: the per-node loop's decisions: self-fencing, the master's invariants.
 //! - [`guest_firewall`]: Proxmox firewall files that keep each VM on its own address.
 //! - [`fence`]: when each node was last seen in the quorate partition.
@@ -61,6 +63,7 @@ cluster_modules!(
     guest_firewall,
     handover,
     health,
+    majority,
     master_watch,
     members,
     mfs_metadata,
@@ -69,6 +72,7 @@ cluster_modules!(
     peers,
     proxmox,
     registry_file,
+    router,
     shared_files,
     takeover,
     templates,

@@ -20,6 +20,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use thiserror::Error;
 
+use crate::majority::Takeover;
 use crate::settings::{ClusterSettings, Secret, Smtp};
 
 /// Limit for connecting and for each SMTP command: a report must never hang a scenario.
@@ -183,8 +184,14 @@ impl Mailer {
         })
     }
 
-    /// Sends one plain-text (UTF-8) message.
+    /// Sends one plain-text (UTF-8) message. When this node's cluster has no automatic
+    /// takeover ([`crate::majority`]), every message ends by saying so.
     pub fn send(&self, subject: &str, body: &str) -> Result<(), NotifyError> {
+        let local = crate::host::LocalHost::new("localhost");
+        let body = match Takeover::read(&local).and_then(Takeover::advice) {
+            Some(advice) => format!("{}\n\n{advice}\n", body.trim_end()),
+            None => body.to_string(),
+        };
         let fail = |reason: String| NotifyError::Send {
             server: self.server.clone(),
             to: self.to.to_string(),
@@ -196,7 +203,7 @@ impl Mailer {
             .subject(subject)
             // Without it, readers take the body for US-ASCII and garble any other letter.
             .header(ContentType::TEXT_PLAIN)
-            .body(body.to_string())
+            .body(body)
             .map_err(|e| fail(e.to_string()))?;
         self.transport.send(&message).map_err(|e| fail(e.to_string()))?;
         Ok(())

@@ -23,6 +23,10 @@
 //!   node is stopped. The watchdog is fed only while quorate; once the fence is complete it is
 //!   disarmed (nothing is left to protect), and a loop that dies or hangs before that leaves
 //!   it to reset the node.
+//! - **No majority, no automatic takeover** ([`crate::majority`]): in a cluster where a
+//!   node's loss leaves no majority (two nodes, no QDevice) nobody can take over, so a node
+//!   out of quorum fences nothing: the serving master keeps the role and its mfsmaster, the
+//!   other node only stays unfit (a VIP it won in the meantime goes), and the watchdog stays fed.
 //!
 //! Time is the boot clock ([`crate::clock::boot_ms`]), never the wall clock.
 
@@ -82,6 +86,9 @@ pub struct Observed {
     pub now_ms: u64,
     /// In the quorate Proxmox partition (any failure to ask counts as not).
     pub quorate: bool,
+    /// A node's loss leaves the others a majority, so they may take over ([`crate::majority`];
+    /// a configuration that cannot be read counts as yes: then quorum loss fences).
+    pub automatic_takeover: bool,
     /// How far setup got here.
     pub install: Install,
     /// keepalived's main pid while it runs; `None` when it does not (or this node runs none:
@@ -183,6 +190,8 @@ pub struct Tick {
 pub struct Reconciler {
     fence_delay: Duration,
     quorate: bool,
+    /// Out of quorum in a cluster without automatic takeover: nothing to fence.
+    standing_alone: bool,
     lost_since: Option<u64>,
     master_killed: bool,
     vms_stopped: bool,
@@ -213,6 +222,7 @@ impl Reconciler {
         Self {
             fence_delay: fence_delay.max(CONFIRM),
             quorate: false,
+            standing_alone: false,
             lost_since: None,
             master_killed: false,
             vms_stopped: false,
@@ -257,7 +267,13 @@ impl Reconciler {
             actions.push(Action::ClearHandover);
         }
         let handing_over = o.handing_over && o.holds_vip;
-        if entitled && o.quorate && !given_up && o.install == Install::Finished && !handing_over {
+        // Out of quorum without automatic takeover, only the master that served keeps serving.
+        if entitled
+            && (o.quorate || (self.standing_alone && self.served))
+            && !given_up
+            && o.install == Install::Finished
+            && !handing_over
+        {
             self.keep_serving(o, &mut actions);
         } else if !entitled {
             // Whatever served before served another term: after a lost VIP or a quorum loss
@@ -271,7 +287,8 @@ impl Reconciler {
     /// Quorum: kill the master once the loss is confirmed, the VMs after the fence delay.
     fn fence(&mut self, o: &Observed) -> Vec<Action> {
         self.quorate = o.quorate;
-        if o.quorate {
+        self.standing_alone = !o.quorate && !o.automatic_takeover;
+        if o.quorate || self.standing_alone {
             let fenced = self.master_killed;
             (self.lost_since, self.master_killed, self.vms_stopped) = (None, false, false);
             return if fenced { vec![Action::Rejoined] } else { vec![] };
@@ -343,7 +360,12 @@ impl Reconciler {
     }
 
     fn unfit(&self, o: &Observed) -> Option<String> {
-        if !o.quorate {
+        // The VIP may arrive by VRRP before quorum loss fails keepalived's check: only the
+        // master that served keeps it.
+        if self.standing_alone && !(o.holds_vip && self.served) {
+            return Some("not in the quorate partition (automatic takeover is off: no majority)".into());
+        }
+        if !o.quorate && !self.standing_alone {
             return Some("not in the quorate partition".into());
         }
         if o.install == Install::Unfinished {
@@ -373,7 +395,7 @@ impl Reconciler {
 
     /// What to do with the watchdog, after this tick's actions (and their failures).
     pub fn watchdog(&self) -> WatchdogUse {
-        match (self.quorate, self.vms_stopped) {
+        match (self.quorate || self.standing_alone, self.vms_stopped) {
             (true, _) => WatchdogUse::Feed,
             (false, true) => WatchdogUse::Disarm,
             (false, false) => WatchdogUse::Starve,

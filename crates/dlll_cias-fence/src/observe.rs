@@ -7,6 +7,7 @@ use std::time::Duration;
 use cias_core::clock::boot_ms;
 use cias_core::host::{holds_address, port_open, Command, Host};
 use cias_core::journal::RunLock;
+use cias_core::majority::Takeover;
 use cias_core::mfs_metadata::DATA_PATH;
 use cias_core::paths::HANDOVER_MARK;
 use cias_core::proxmox::pvesh::{self, ClusterStatusEntry};
@@ -85,6 +86,7 @@ pub fn observe(host: &dyn Host, settings: &ClusterSettings, node: &str) -> (Obse
     let observed = Observed {
         now_ms: boot_ms(),
         quorate,
+        automatic_takeover: Takeover::read(host).is_none_or(Takeover::automatic),
         install,
         keepalived,
         holds_vip,

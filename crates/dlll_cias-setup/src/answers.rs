@@ -77,6 +77,12 @@ pub struct Answers {
     #[serde(default, alias = "uplink_target", deserialize_with = "cias_core::settings::one_or_many")]
     pub uplink_targets: Vec<Ipv4Addr>,
 
+    /// The QDevice host (corosync-qnetd on the NAS or any small machine), set up by the node
+    /// whose join makes the cluster two nodes: without one, a two-node cluster has no automatic
+    /// takeover (no majority survives a node's loss).
+    #[arg(long, value_name = "IP")]
+    pub qdevice: Option<Ipv4Addr>,
+
     /// Extension: the master's SSH host key fingerprint (`SHA256:...`, from
     /// `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the master). Without it the
     /// fingerprint is shown and must be confirmed at the terminal.
@@ -131,6 +137,7 @@ impl Answers {
             smtp_port: pick(flags.smtp_port, self.smtp_port),
             smtp_from: pick(flags.smtp_from, self.smtp_from),
             uplink_targets: pick_list(flags.uplink_targets, self.uplink_targets),
+            qdevice: pick(flags.qdevice, self.qdevice),
             master_fingerprint: pick(flags.master_fingerprint, self.master_fingerprint),
         }
     }

@@ -38,6 +38,9 @@ pub struct NodeRecord {
     /// First node: the administrator account created on the router.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router_admin_user: Option<String>,
+    /// The QDevice host given at install (set up when this node makes the cluster two nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdevice: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -350,6 +350,7 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
         nics,
         disks,
         router_admin_user,
+        qdevice: a.qdevice,
     };
     show_plan(&record, &settings, &facts.disks);
     // Answers from a file are still confirmed at a terminal; automation says --yes.
@@ -387,6 +388,9 @@ fn plan_addresses(node: &NodeRecord, settings: &ClusterSettings) -> Vec<(&'stati
         ("master VIP, internal", format!("{} (cias-pve-master)", internal.master_vip)),
         ("router, internal gateway", internal.router_ip.to_string()),
     ];
+    if let Some(qdevice) = node.qdevice {
+        lines.push(("QDevice (corosync-qnetd host)", qdevice.to_string()));
+    }
     if node.role == Role::First {
         let ext = &settings.external;
         let vm_ips: Vec<String> = ext.router_vm_ips.iter().map(ToString::to_string).collect();

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use cias_core::health::{self, Health, Limits, NodeReport, NodeView, Observed, Problem};
 use cias_core::host::{Host, LocalHost};
+use cias_core::majority::Takeover;
 use cias_core::members::{self, host_of};
 use cias_core::netplan::vmid::ROUTER_VMID;
 use cias_core::paths;
@@ -111,6 +112,7 @@ fn gather(local: &Arc<dyn Host>, settings: &ClusterSettings) -> Result<Observed>
             .execute(&chunkservers::chunk_health_command().timeout(ASK_LIMIT))
             .ok()
             .and_then(|o| chunkservers::parse_chunk_health(&o.stdout)),
+        automatic_takeover: Takeover::read(local.as_ref()).map(Takeover::automatic),
     })
 }
 
@@ -161,6 +163,13 @@ fn show(status: &Status) {
         age(seen.vmid_map_age_secs),
         age(seen.router_backup_age_secs)
     );
+    match seen.automatic_takeover {
+        Some(true) => println!("Automatic takeover: on (a majority survives any node's loss)"),
+        Some(false) => {
+            println!("Automatic takeover: {}", paint("1;33", "OFF (no majority survives a node's loss)"))
+        }
+        None => println!("Automatic takeover: unknown (corosync.conf unreadable)"),
+    }
     match seen.chunks {
         Some(c) => println!(
             "Chunks: {} missing, {} with one copy only, {} under their goal",

@@ -211,7 +211,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Some(Refusal::NeverMaster)
     } else {
         let view = ctx.view()?;
-        let verdict = Verdict::load(&Verdict::file()).allows_role(boot_ms());
+        let verdict = verdict_after(boot_ms());
         if !view.quorate {
             let online: Vec<&str> = view.online().into_iter().collect();
             Some(Refusal::NoQuorum(format!(
@@ -340,3 +340,17 @@ impl std::fmt::Display for LostElection {
 }
 
 impl std::error::Error for LostElection {}
+
+/// The reconcile loop's verdict from a look taken after `since` (boot clock), or its last one
+/// after 3 s: a node that has just regained quorum (`pvecm expected 1` on the survivor of a
+/// two-node cluster) is fit only from the loop's next look, a second later.
+fn verdict_after(since: u64) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let verdict = Verdict::load(&Verdict::file());
+        if verdict.at_ms >= since || std::time::Instant::now() > deadline {
+            return verdict.allows_role(boot_ms());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

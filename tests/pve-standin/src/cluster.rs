@@ -90,17 +90,13 @@ impl Env {
         Ok(fp)
     }
 
-    /// Membership as the heartbeat service last saw it: member name -> last heard (ms).
-    pub fn heard(&self) -> BTreeMap<String, u64> {
-        read_json::<Membership>(&self.run.join("membership.json"))
-            .ok()
-            .flatten()
-            .map(|m| m.heard)
-            .unwrap_or_default()
+    /// Membership as the heartbeat service last saw it.
+    pub fn membership(&self) -> Membership {
+        read_json(&self.run.join("membership.json")).ok().flatten().unwrap_or_default()
     }
 
-    pub fn save_heard(&self, heard: &BTreeMap<String, u64>) -> Result<()> {
-        write_json(&self.run.join("membership.json"), &Membership { heard: heard.clone() })
+    pub fn save_membership(&self, membership: &Membership) -> Result<()> {
+        write_json(&self.run.join("membership.json"), membership)
     }
 
     /// Runtime expected votes set by `pvecm expected` (node-local, lost at reboot).
@@ -117,21 +113,17 @@ impl Env {
     /// This node's quorum view.
     pub fn quorum(&self) -> Result<Quorum> {
         let Some(cluster) = self.my_cluster()? else { return Ok(Quorum::standalone(&self.node)) };
-        let heard = self.heard();
+        let membership = self.membership();
         let now = now_ms();
-        let online: Vec<String> = cluster
-            .nodes
-            .iter()
-            .filter(|n| {
-                n.name == self.node
-                    || heard.get(&n.name).is_some_and(|t| now.saturating_sub(*t) < HEARTBEAT_TIMEOUT_MS)
-            })
-            .map(|n| n.name.clone())
-            .collect();
-        let total_votes = cluster.nodes.iter().filter(|n| online.contains(&n.name)).map(|n| n.votes).sum();
-        let configured: u32 = cluster.nodes.iter().map(|n| n.votes).sum();
+        let online = cluster.online(&self.node, &membership.heard, now);
+        let qdevice_votes = cluster.qdevice.as_ref().map_or(0, |q| q.votes);
+        let qdevice_voting = qdevice_votes > 0 && membership.qdevice_vote.is_some_and(|t| fresh(t, now));
+        let node_votes: u32 =
+            cluster.nodes.iter().filter(|n| online.contains(&n.name)).map(|n| n.votes).sum();
+        let total_votes = node_votes + if qdevice_voting { qdevice_votes } else { 0 };
+        let configured: u32 = cluster.nodes.iter().map(|n| n.votes).sum::<u32>() + qdevice_votes;
         let expected = self.expected_override().unwrap_or(configured);
-        Ok(Quorum { online, expected_votes: expected, total_votes })
+        Ok(Quorum { online, expected_votes: expected, total_votes, qdevice_voting })
     }
 
     /// Every write to the cluster file system goes through here: pmxcfs refuses without quorum.
@@ -152,9 +144,19 @@ impl Env {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Membership {
-    heard: BTreeMap<String, u64>,
+/// What the heartbeat service last saw.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Membership {
+    /// Member name -> last heard (ms).
+    pub heard: BTreeMap<String, u64>,
+    /// When the QDevice arbiter last gave this node's partition its vote (ms).
+    #[serde(default)]
+    pub qdevice_vote: Option<u64>,
+}
+
+/// Whether something heard at `t` still counts at `now`.
+fn fresh(t: u64, now: u64) -> bool {
+    now.saturating_sub(t) < HEARTBEAT_TIMEOUT_MS
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +164,17 @@ pub struct ClusterConfig {
     pub name: String,
     pub config_version: u32,
     pub nodes: Vec<ClusterNode>,
+    /// The QDevice (`pvecm qdevice setup`), when there is one.
+    #[serde(default)]
+    pub qdevice: Option<QDevice>,
+}
+
+/// corosync's `quorum.device` section: a qnetd server that gives one partition its votes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QDevice {
+    pub host: String,
+    pub algorithm: String,
+    pub votes: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +190,12 @@ impl ClusterConfig {
         self.nodes.iter().find(|n| n.name == name)
     }
 
+    /// The members `me` shares a partition with (itself included), from what it heard.
+    pub fn online(&self, me: &str, heard: &BTreeMap<String, u64>, now: u64) -> Vec<String> {
+        let heard_lately = |name: &str| heard.get(name).is_some_and(|t| fresh(*t, now));
+        self.nodes.iter().filter(|n| n.name == me || heard_lately(&n.name)).map(|n| n.name.clone()).collect()
+    }
+
     /// corosync.conf as `pvecm create`/`addnode` write it (votequorum, no two_node).
     pub fn corosync_conf(&self) -> String {
         let mut out = String::from("logging {\n  debug: off\n  to_syslog: yes\n}\n\nnodelist {\n");
@@ -187,10 +206,22 @@ impl ClusterConfig {
             );
         }
         out += &format!(
-            "}}\n\nquorum {{\n  provider: corosync_votequorum\n}}\n\ntotem {{\n  cluster_name: {}\n  config_version: {}\n  interface {{\n    linknumber: 0\n  }}\n  ip_version: ipv4-6\n  link_mode: passive\n  secauth: on\n  version: 2\n}}\n",
-            self.name, self.config_version
+            "}}\n\nquorum {{\n{}  provider: corosync_votequorum\n}}\n\ntotem {{\n  cluster_name: {}\n  config_version: {}\n  interface {{\n    linknumber: 0\n  }}\n  ip_version: ipv4-6\n  link_mode: passive\n  secauth: on\n  version: 2\n}}\n",
+            self.qdevice.as_ref().map(QDevice::section).unwrap_or_default(),
+            self.name,
+            self.config_version
         );
         out
+    }
+}
+
+impl QDevice {
+    /// The `device` section inside `quorum`, as `pvecm qdevice setup` writes it.
+    fn section(&self) -> String {
+        format!(
+            "  device {{\n    model: net\n    net {{\n      algorithm: {}\n      host: {}\n      tls: on\n    }}\n    votes: {}\n  }}\n",
+            self.algorithm, self.host, self.votes
+        )
     }
 }
 
@@ -200,11 +231,13 @@ pub struct Quorum {
     pub online: Vec<String>,
     pub expected_votes: u32,
     pub total_votes: u32,
+    /// The QDevice gives this partition its votes now.
+    pub qdevice_voting: bool,
 }
 
 impl Quorum {
     fn standalone(node: &str) -> Self {
-        Self { online: vec![node.to_string()], expected_votes: 1, total_votes: 1 }
+        Self { online: vec![node.to_string()], expected_votes: 1, total_votes: 1, qdevice_voting: false }
     }
 
     /// Votes needed: a strict majority of the expected votes.

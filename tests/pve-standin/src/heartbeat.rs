@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{now_ms, write_json, Env, HEARTBEAT_PORT};
-use crate::{vmproc, Result};
+use crate::cluster::{now_ms, write_json, ClusterConfig, Env, Membership, HEARTBEAT_PORT};
+use crate::{qnetd, vmproc, Result};
 
 const PERIOD: Duration = Duration::from_millis(500);
 
@@ -17,14 +17,19 @@ pub fn run(env: &Env) -> Result<u8> {
     socket.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut heard: BTreeMap<String, u64> = BTreeMap::new();
     let mut writable = None;
+    let mut qdevice_vote = None;
     loop {
         let round = Instant::now();
-        let cluster = env.cluster().ok().flatten();
-        if let Some(cluster) = cluster.as_ref().filter(|c| c.member(&env.node).is_some()) {
+        let cluster = env.cluster().ok().flatten().filter(|c| c.member(&env.node).is_some());
+        if let Some(cluster) = cluster.as_ref() {
             let message = format!("hb {}", env.node);
             for peer in cluster.nodes.iter().filter(|n| n.name != env.node) {
                 // A send to an unreachable peer fails or vanishes: both mean "not heard".
                 let _ = socket.send_to(message.as_bytes(), (peer.ip.as_str(), HEARTBEAT_PORT));
+            }
+            if let Some(qdevice) = &cluster.qdevice {
+                let _ = socket
+                    .send_to(report(env, cluster, &heard).as_bytes(), (qdevice.host.as_str(), qnetd::PORT));
             }
         }
         while round.elapsed() < PERIOD {
@@ -35,6 +40,12 @@ pub fn run(env: &Env) -> Result<u8> {
                 Some(("hb", name)) => {
                     heard.insert(name.to_string(), now_ms());
                 }
+                Some(("qvote", _)) => {
+                    let granted = cluster.as_ref().and_then(|c| qnetd::parse_reply(&text, &c.name));
+                    if let Some(granted) = granted {
+                        qdevice_vote = granted.then(now_ms);
+                    }
+                }
                 Some(("ping", _)) => {
                     let quorate = env.quorum().map(|q| q.quorate()).unwrap_or(false);
                     let _ =
@@ -44,7 +55,7 @@ pub fn run(env: &Env) -> Result<u8> {
             }
         }
         heard.insert(env.node.clone(), now_ms());
-        let _ = env.save_heard(&heard);
+        let _ = env.save_membership(&Membership { heard: heard.clone(), qdevice_vote });
         let quorate = env.quorum().map(|q| q.quorate()).unwrap_or(false);
         if writable != Some(quorate) && set_writable(env, quorate) {
             writable = Some(quorate);
@@ -53,6 +64,13 @@ pub fn run(env: &Env) -> Result<u8> {
             let _ = publish_status(env);
         }
     }
+}
+
+/// This node's report to the QDevice arbiter: its partition, the members it hears.
+fn report(env: &Env, cluster: &ClusterConfig, heard: &BTreeMap<String, u64>) -> String {
+    let partition = cluster.online(&env.node, heard, now_ms()).into_iter().collect();
+    let nodeid = cluster.member(&env.node).map_or(0, |n| n.nodeid);
+    qnetd::Request { cluster: cluster.name.clone(), nodeid, node: env.node.clone(), partition }.to_message()
 }
 
 /// Like pmxcfs, the cluster file system is read-only on a node without quorum, for every

@@ -24,6 +24,7 @@ mod output;
 mod pvecm;
 mod pvesh;
 mod qm;
+mod qnetd;
 mod router;
 mod sectioncfg;
 mod softdog;
@@ -101,6 +102,7 @@ fn main() -> ExitCode {
             Ok(0)
         }
         "heartbeat" => heartbeat::run(&env),
+        "qnetd" => qnetd::run(),
         "vm-run" => vmproc::run(&env, rest),
         "vm-cleanup" => vmproc::cleanup(&env, rest),
         "task-done" => task::done(&env, rest),

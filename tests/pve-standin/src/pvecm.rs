@@ -4,8 +4,8 @@ use std::io::BufRead;
 use std::process::Command;
 
 use crate::args::{param_error, Args};
-use crate::cluster::{ClusterConfig, ClusterNode, Env};
-use crate::{heartbeat, Failure, Result};
+use crate::cluster::{ClusterConfig, ClusterNode, Env, QDevice};
+use crate::{heartbeat, qnetd, Failure, Result};
 
 const NOT_CLUSTERED: &str =
     "Error: Corosync config '/etc/pve/corosync.conf' does not exist - is this node part of a cluster?";
@@ -19,6 +19,11 @@ pub fn main(env: &Env, raw: &[String]) -> Result<u8> {
         Some("nodes") => nodes(env),
         Some("expected") => expected(env, &args),
         Some("delnode") => delnode(env, &args),
+        Some("qdevice") => match args.positional.get(1).map(String::as_str) {
+            Some("setup") => qdevice_setup(env, &args),
+            Some("remove") => qdevice_remove(env),
+            _ => Err(Failure::with_code("USAGE: pvecm qdevice <COMMAND> [ARGS] [OPTIONS]", 255)),
+        },
         Some("updatecerts") => {
             env.fingerprint(&env.node)?;
             if env.my_cluster()?.is_some() && !env.quorum()?.quorate() {
@@ -63,6 +68,7 @@ fn create(env: &Env, args: &Args) -> Result<u8> {
         name: name.to_string(),
         config_version: 1,
         nodes: vec![ClusterNode { name: env.node.clone(), nodeid, ip, votes }],
+        qdevice: None,
     })?;
     println!("Restart corosync and cluster filesystem");
     Ok(0)
@@ -191,17 +197,110 @@ fn status(env: &Env) -> Result<u8> {
         "Expected votes:   {}\nHighest expected: {}\nTotal votes:      {}",
         q.expected_votes, q.expected_votes, q.total_votes
     );
+    // corosync-quorumtool: each flag followed by a space; a Qdevice column and line while a
+    // QDevice is registered (the stand-in's nodes always run its daemon).
+    let flags = format!(
+        "{}{}",
+        if q.quorate() { "Quorate " } else { "" },
+        if cluster.qdevice.is_some() { "Qdevice " } else { "" }
+    );
     if q.quorate() {
-        println!("Quorum:           {}  \nFlags:            Quorate \n", q.needed());
+        println!("Quorum:           {}  \nFlags:            {flags}\n", q.needed());
     } else {
-        println!("Quorum:           {} Activity blocked\nFlags:            \n", q.needed());
+        println!("Quorum:           {} Activity blocked\nFlags:            {flags}\n", q.needed());
     }
-    println!("Membership information\n----------------------\n    Nodeid      Votes Name");
+    let column = |cell: &str| if cluster.qdevice.is_some() { format!(" {cell:>10}") } else { String::new() };
+    println!(
+        "Membership information\n----------------------\n    Nodeid      Votes{} Name",
+        column("Qdevice")
+    );
+    let vote_flags = if q.qdevice_voting { "A,V,NMW" } else { "A,NV,NMW" };
     for n in cluster.nodes.iter().filter(|n| q.online.contains(&n.name)) {
         let local = if n.name == env.node { " (local)" } else { "" };
-        println!("0x{:08x} {:>10} {}{local}", n.nodeid, n.votes, n.ip);
+        println!("0x{:08x} {:>10}{} {}{local}", n.nodeid, n.votes, column(vote_flags), n.ip);
+    }
+    if let Some(qdevice) = &cluster.qdevice {
+        match q.qdevice_voting {
+            true => println!("0x00000000 {:>10}{} Qdevice", qdevice.votes, column("")),
+            false => println!("0x00000000 {:>10}{} Qdevice (votes {})", 0, column(""), qdevice.votes),
+        }
     }
     Ok(if q.quorate() { 0 } else { 2 })
+}
+
+/// Every member must be online for `pvecm qdevice setup|remove`.
+fn require_all_online(env: &Env, cluster: &ClusterConfig) -> Result<()> {
+    let online = env.quorum()?.online;
+    match cluster.nodes.iter().find(|n| !online.contains(&n.name)) {
+        Some(n) => {
+            Err(Failure::die(format!("All nodes must be online! Node {} is offline, aborting.", n.name)))
+        }
+        None => Ok(()),
+    }
+}
+
+/// `pvecm qdevice setup ADDRESS [--force]`: the checks and messages of pve-cluster's
+/// `setup_qdevice`. The real one reaches the qnetd host over SSH to exchange certificates;
+/// here the host must answer as the lab's arbiter ([`crate::qnetd`]).
+fn qdevice_setup(env: &Env, args: &Args) -> Result<u8> {
+    let address = args.pos(2, "address")?.to_string();
+    if address.parse::<std::net::IpAddr>().is_err() {
+        return Err(param_error("address", "value does not look like a valid IP address"));
+    }
+    let Some(mut cluster) = env.my_cluster()? else { return Err(Failure::die(NOT_CLUSTERED)) };
+    require_all_online(env, &cluster)?;
+    if cluster.qdevice.is_some() && !args.flag("force") {
+        return Err(Failure::die("QDevice already configured!"));
+    }
+    if cluster.nodes.len() % 2 == 1 {
+        if !args.flag("force") {
+            return Err(Failure::die("Clusters with an odd node count are not officially supported!"));
+        }
+        return Err(Failure::die("pve-standin: the 'lms' algorithm (odd node count) is not implemented"));
+    }
+    println!("\nINFO: initializing qnetd server");
+    if !qnetd::answers(&address) {
+        return Err(Failure::die(format!(
+            "command 'ssh-copy-id -i /root/.ssh/id_rsa root@{address}' failed: exit code 1"
+        )));
+    }
+    for step in [
+        "copying CA cert and initializing on all nodes",
+        "generating cert request",
+        "copying exported cert request to qnetd server",
+        "sign and export cluster cert",
+        "copy exported CRT",
+        "import certificate",
+        "copy and import pk12 cert to all nodes",
+    ] {
+        println!("\nINFO: {step}");
+    }
+    env.require_quorum()?;
+    if cluster.qdevice.is_some() {
+        return Err(Failure::die("Qdevice already configured, must be removed before setting up new one!"));
+    }
+    println!("\nINFO: add QDevice to cluster configuration");
+    cluster.qdevice = Some(QDevice { host: address, algorithm: "ffsplit".into(), votes: 1 });
+    cluster.config_version += 1;
+    env.save_cluster(&cluster)?;
+    for n in &cluster.nodes {
+        println!("\nINFO: start and enable corosync qdevice daemon on node '{}'...", n.name);
+    }
+    Ok(0)
+}
+
+/// `pvecm qdevice remove`.
+fn qdevice_remove(env: &Env) -> Result<u8> {
+    let Some(mut cluster) = env.my_cluster()? else { return Err(Failure::die(NOT_CLUSTERED)) };
+    require_all_online(env, &cluster)?;
+    env.require_quorum()?;
+    if cluster.qdevice.take().is_none() {
+        return Err(Failure::die("No QDevice configured!"));
+    }
+    cluster.config_version += 1;
+    env.save_cluster(&cluster)?;
+    println!("\nRemoved Qdevice.");
+    Ok(0)
 }
 
 /// `pvecm nodes`: decimal ids and names, starting with a blank line.

@@ -4,11 +4,13 @@
 //! with the factory login `cias`.
 //!
 //! The router's scripts (`create_user.sh`, `setup_ip_proxmox.sh`, `setup_ip_nas.sh`,
-//! `setup_ip_vm.sh`, `dev_clean.sh`, and `change_password.sh`, which reads the new password on
-//! stdin) append a record of each call to the VM's disk, like everything else the router keeps
+//! `setup_ip_vm.sh`, `dev_clean.sh`, `change_password.sh`, which reads the new password on
+//! stdin, and the toolkit's `remove_ip_vm.sh`, `setup_port_forward.sh` and
+//! `remove_port_forward.sh`) append a record of each call to the VM's disk, like everything else the router keeps
 //! (its password hash, its SSH host key): so it all moves with the VM through migration,
 //! recovery and backup/restore. Disk records are lines: `CALL <ms> <script> <json args>`,
-//! `PASS <hash>`, `HOSTKEY <base64 private key>`.
+//! `PASS <hash>`, `HOSTKEY <base64 private key>`. `list_ip_vm.sh` and `list_port_forwards.sh`
+//! print the state those calls made (they record nothing: they change nothing).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -128,6 +130,43 @@ pub fn stop(env: &Env) {
     }
 }
 
+/// What the calls on the disk set up, for the two listing scripts; `None` for other scripts.
+fn list(script: &str, disk: &Path) -> Result<Option<String>> {
+    if script != "list_ip_vm.sh" && script != "list_port_forwards.sh" {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(disk).unwrap_or_default();
+    let mut vm_ips: std::collections::BTreeMap<u32, String> = Default::default();
+    let mut forwards: std::collections::BTreeMap<(String, u32), String> = Default::default();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("CALL ") else { continue };
+        let mut fields = rest.splitn(3, ' ').skip(1);
+        let (Some(called), Some(json)) = (fields.next(), fields.next()) else { continue };
+        let args: Vec<String> = serde_json::from_str(json).unwrap_or_default();
+        let number = |i: usize| args.get(i).and_then(|a| a.parse::<u32>().ok()).unwrap_or_default();
+        match called {
+            "setup_ip_vm.sh" => {
+                vm_ips.insert(number(0), args[1].clone());
+            }
+            "remove_ip_vm.sh" => {
+                vm_ips.remove(&number(0));
+            }
+            "setup_port_forward.sh" => {
+                forwards.insert((args[0].clone(), number(1)), format!("{} {}", args[2], args[3]));
+            }
+            "remove_port_forward.sh" => {
+                forwards.remove(&(args[0].clone(), number(1)));
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(if script == "list_ip_vm.sh" {
+        vm_ips.iter().map(|(index, ip)| format!("{index} {ip}\n")).collect()
+    } else {
+        forwards.iter().map(|((ip, port), to)| format!("{ip} {port} {to}\n")).collect()
+    }))
+}
+
 fn set_password(user_and_password: &str) -> Result<()> {
     let mut child = Command::new("chpasswd").stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     child.stdin.take().expect("stdin").write_all(format!("{user_and_password}\n").as_bytes())?;
@@ -152,6 +191,20 @@ pub fn call(env: &Env, args: &[String]) -> Result<u8> {
         if secret.trim().is_empty() {
             return Err(Failure::with_code(format!("{script}: the password is read from stdin"), 2));
         }
+    }
+    if let Some(listing) = list(script, &disk)? {
+        print!("{listing}");
+        return Ok(0);
+    }
+    let (usage, count) = match script.as_str() {
+        "setup_ip_vm.sh" => ("INDEX IP MASK GATEWAY", 4),
+        "remove_ip_vm.sh" => ("INDEX", 1),
+        "setup_port_forward.sh" => ("EXT_IP EXT_PORT INT_IP INT_PORT", 4),
+        "remove_port_forward.sh" => ("EXT_IP EXT_PORT", 2),
+        _ => ("", rest.len()),
+    };
+    if rest.len() != count {
+        return Err(Failure::with_code(format!("usage: {script} {usage}"), 2));
     }
     let json_args = serde_json::to_string(rest).map_err(anyhow::Error::from)?;
     append(&disk, &format!("CALL {} {script} {json_args}", now_ms()))?;

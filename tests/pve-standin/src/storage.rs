@@ -1,4 +1,7 @@
 //! Storages (`storage.cfg`, `pvesm`) and backups (`vzdump`, `qmrestore`).
+//! An NFS storage is checked as Proxmox's NFSPlugin does (`showmount` against the server,
+//! real), but never mounted: the lab's kernel has no NFS client. So it counts as active while
+//! the server lists its export, with no sizes (zeros).
 //! Archives are tar files under the real names (`vzdump-qemu-VMID-YYYY_MM_DD-HH_MM_SS.vma[.gz]`)
 //! holding the config and the disk; only this stand-in reads them back.
 
@@ -10,6 +13,8 @@ use crate::cluster::Env;
 use crate::sectioncfg::{self, Section};
 use crate::{router, vmconf, vmproc, Failure, Result};
 
+/// storage.cfg's order: a type's fixed keys (dir: path; nfs: export, path, server), then the rest.
+const STORAGE_KEYS_FIRST: &[&str] = &["export", "path", "server"];
 const DEFAULT_STORAGE_CFG: &str = "dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup\n";
 
 #[derive(Debug, Clone)]
@@ -60,9 +65,39 @@ fn usage_kib(path: &str) -> Option<(u64, u64, u64)> {
     (nums.len() == 3).then(|| (nums[0], nums[1], nums[2]))
 }
 
+/// `/sbin/showmount --no-headers --exports SERVER` (NFSPlugin's check, 10 s): the exported
+/// paths and their clients, or the failure as Proxmox's run_command words it.
+fn exports(server: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let argv = ["/sbin/showmount", "--no-headers", "--exports", server];
+    let out = Command::new("timeout").arg("10").args(argv).output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "{}command '{}' failed: exit code {}",
+            String::from_utf8_lossy(&out.stderr),
+            argv.join(" "),
+            out.status.code().unwrap_or(-1)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(char::is_whitespace))
+        .filter(|(path, _)| path.starts_with('/'))
+        .map(|(path, clients)| (path.to_string(), clients.trim().to_string()))
+        .collect())
+}
+
+/// (total, used, available) KiB of an active storage; `None` when it is not active.
+fn usage(s: &Storage) -> Option<(u64, u64, u64)> {
+    if s.kind != "nfs" {
+        return usage_kib(&s.path);
+    }
+    let (server, export) = (s.section.props.get("server")?, s.section.props.get("export")?);
+    exports(server).ok()?.iter().any(|(path, _)| path == export).then_some((0, 0, 0))
+}
+
 /// One storage as `/nodes/N/storage` shows it.
 pub fn status_json(s: &Storage) -> serde_json::Value {
-    let usage = usage_kib(&s.path);
+    let usage = usage(s);
     let (total, used, avail) = usage.unwrap_or((0, 0, 0));
     serde_json::json!({
         "storage": s.id, "type": s.kind, "content": s.section.props.get("content").cloned().unwrap_or_default(),
@@ -94,21 +129,40 @@ pub fn pvesm(env: &Env, raw: &[String]) -> Result<u8> {
             if sections.len() == before {
                 return Err(Failure::die(format!("delete storage failed: storage '{id}' does not exist")));
             }
-            sectioncfg::write(&cfg_path(env), &sections, &["path"])?;
+            sectioncfg::write(&cfg_path(env), &sections, STORAGE_KEYS_FIRST)?;
             Ok(0)
         }
         Some("status") => {
+            // pvesm.pm's $print_status: the name column as wide as the longest ID, plus one.
+            let mut storages = all(env)?;
+            storages.sort_by(|a, b| a.id.cmp(&b.id));
+            let w = storages.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4) + 1;
             println!(
-                "{:<16} {:>8} {:>10} {:>15} {:>15} {:>15} {:>8}",
-                "Name", "Type", "Status", "Total", "Used", "Available", "%"
+                "{:<w$} {:>10} {:>10} {:>15} {:>15} {:>15} {:>8}",
+                "Name", "Type", "Status", "Total (KiB)", "Used (KiB)", "Available (KiB)", "%"
             );
-            for s in all(env)? {
-                let (status, (t, u, a)) = match usage_kib(&s.path) {
+            for s in storages {
+                let (status, (t, u, a)) = match usage(&s) {
                     Some(x) => ("active", x),
-                    None => ("inactive", (0, 0, 0)),
+                    None => {
+                        eprintln!("storage '{}' is not online", s.id);
+                        ("inactive", (0, 0, 0))
+                    }
                 };
                 let pct = if t == 0 { 0.0 } else { u as f64 * 100.0 / t as f64 };
-                println!("{:<16} {:>8} {:>10} {t:>15} {u:>15} {a:>15} {:>7.2}%", s.id, s.kind, status, pct);
+                println!("{:<w$} {:>10} {:>10} {t:>15} {u:>15} {a:>15} {:>7.2}%", s.id, s.kind, status, pct);
+            }
+            Ok(0)
+        }
+        Some("scan") => {
+            if args.pos(1, "type")? != "nfs" {
+                return Err(Failure::with_code("USAGE: pvesm scan <COMMAND> [ARGS] [OPTIONS]", 255));
+            }
+            let mut found = exports(args.pos(2, "server")?).map_err(Failure::die)?;
+            found.sort();
+            let w = found.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+            for (path, clients) in found {
+                println!("{path:<w$} {clients}");
             }
             Ok(0)
         }
@@ -119,9 +173,11 @@ pub fn pvesm(env: &Env, raw: &[String]) -> Result<u8> {
 fn add(env: &Env, args: &Args) -> Result<u8> {
     let kind = args.pos(1, "type")?.to_string();
     let id = args.pos(2, "storage")?.to_string();
+    // pve-storage's parse_storage_id: m/^[a-z][a-z0-9\-\_\.]*[a-z0-9]$/i
     let valid_id = id.len() > 1
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        && id.starts_with(|c: char| c.is_ascii_alphabetic())
+        && id.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !valid_id {
         return Err(param_error(
             "storage",
@@ -151,6 +207,17 @@ fn add(env: &Env, args: &Args) -> Result<u8> {
                 args.opt(required)
                     .ok_or_else(|| param_error(required, "property is missing and it is not optional"))?;
             }
+            let (server, export) =
+                (args.opt("server").unwrap_or_default(), args.opt("export").unwrap_or_default());
+            // NFSPlugin: check_connection, then the mount (here: the export must be listed).
+            let listed = exports(server)
+                .map_err(|_| Failure::die(format!("create storage failed: storage '{id}' is not online")))?;
+            if !listed.iter().any(|(path, _)| path == export) {
+                return Err(Failure::die(format!(
+                    "create storage failed: mount error: mount.nfs: access denied by server while mounting {server}:{export}"
+                )));
+            }
+            section.props.insert("path".into(), format!("/mnt/pve/{id}"));
         }
         other => {
             return Err(param_error(
@@ -160,7 +227,7 @@ fn add(env: &Env, args: &Args) -> Result<u8> {
         }
     }
     sections.push(section);
-    sectioncfg::write(&cfg_path(env), &sections, &["path"])?;
+    sectioncfg::write(&cfg_path(env), &sections, STORAGE_KEYS_FIRST)?;
     Ok(0)
 }
 

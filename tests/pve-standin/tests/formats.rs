@@ -604,27 +604,43 @@ fn pvesm_status_remove_and_nfs() {
     storage_and_vm(&c);
     let status = c.run("node1", &["pvesm", "status"]).stdout;
     let header: Vec<&str> = status.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["Name", "Type", "Status", "Total", "Used", "Available", "%"]);
+    assert_eq!(
+        header,
+        ["Name", "Type", "Status", "Total", "(KiB)", "Used", "(KiB)", "Available", "(KiB)", "%"]
+    );
     assert!(status.lines().any(|l| l.starts_with("a_mfs") && l.contains(" active ")), "{status}");
     let nfs = [
         "pvesm",
         "add",
         "nfs",
-        "nas-master-rack-a-1-1",
+        "nas.master-rack.a.1-1.example.com",
         "--server",
-        "10.253.1.1",
+        // Loopback, where no NFS server (no rpcbind) answers: the lab tests add a real one.
+        "127.0.0.1",
         "--export",
         "/export",
         "--content",
         "images,backup",
     ];
-    assert_eq!(c.run("node1", &nfs).code, 0);
-    let storage_cfg = std::fs::read_to_string(c.root().join("storage.cfg")).unwrap();
-    assert!(storage_cfg.contains("nfs: nas-master-rack-a-1-1\n"), "{storage_cfg}");
-    assert_eq!(c.run("node1", &["pvesm", "remove", "nas-master-rack-a-1-1"]).code, 0);
+    let refused = c.run("node1", &nfs);
     assert_eq!(
-        c.run("node1", &["pvesm", "remove", "nas-master-rack-a-1-1"]).stderr,
-        "delete storage failed: storage 'nas-master-rack-a-1-1' does not exist\n"
+        (refused.code, refused.stderr.as_str()),
+        (255, "create storage failed: storage 'nas.master-rack.a.1-1.example.com' is not online\n")
+    );
+    let storage_cfg = std::fs::read_to_string(c.root().join("storage.cfg")).unwrap();
+    assert!(!storage_cfg.contains("nfs:"), "{storage_cfg}");
+    let scan = c.run("node1", &["pvesm", "scan", "nfs", "127.0.0.1"]);
+    assert_eq!(scan.code, 255);
+    assert!(
+        scan.stderr
+            .contains("command '/sbin/showmount --no-headers --exports 127.0.0.1' failed: exit code 1"),
+        "{}",
+        scan.stderr
+    );
+    assert_eq!(c.run("node1", &["pvesm", "remove", "a_mfs"]).code, 0);
+    assert_eq!(
+        c.run("node1", &["pvesm", "remove", "a_mfs"]).stderr,
+        "delete storage failed: storage 'a_mfs' does not exist\n"
     );
 }
 

@@ -29,6 +29,9 @@ pub const WAN_PREFIX: u8 = 24;
 /// The lab's SMTP server (on the LAN, in its own namespace).
 pub const SMTP_IP: Ipv4Addr = Ipv4Addr::new(10, 254, 255, 25);
 pub const SMTP_PORT: u16 = 25;
+/// The lab's NAS (on the LAN, in its own namespace; SPEC section 2's NAS range): it runs the
+/// QDevice arbiter.
+pub const NAS_IP: Ipv4Addr = Ipv4Addr::new(10, 253, 1, 1);
 /// Host names of the lab's helpers, written into every node's /etc/hosts.
 pub const SMTP_HOSTNAME: &str = "cias-lab-mail";
 pub const DRIVER_HOSTNAME: &str = "cias-lab-driver";
@@ -43,6 +46,7 @@ pub const NETNS_PREFIX: &str = "cias-lab-";
 pub const BRIDGE_NETNS: &str = "cias-lab-net";
 pub const DRIVER_NETNS: &str = "cias-lab-driver";
 pub const SMTP_NETNS: &str = "cias-lab-mail";
+pub const NAS_NETNS: &str = "cias-lab-nas";
 pub const LAN_BRIDGE: &str = "lan";
 pub const WAN_BRIDGE: &str = "wan";
 

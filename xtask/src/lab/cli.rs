@@ -56,6 +56,11 @@ enum LabCommand {
         #[arg(required = true, num_args = 1..)]
         nodes: Vec<Node>,
     },
+    /// The lab's NAS (10.253.1.1, the QDevice arbiter): `off` pulls its plug, `on` boots it.
+    Nas {
+        #[arg(value_parser = ["on", "off"])]
+        power: String,
+    },
     /// Undo every cut, uplink cut and partition.
     Heal,
     /// Run a command inside NODE: `lab exec node1 -- ip addr`.
@@ -102,6 +107,14 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         LabCommand::Partition { groups } => Lab::attach()?.partition(&faults::parse_groups(&groups)?)?,
         LabCommand::UplinkCut { nodes } => Lab::attach()?.cut_uplink(&nodes)?,
         LabCommand::Heal => Lab::attach()?.heal()?,
+        LabCommand::Nas { power } => {
+            Lab::attach()?;
+            if power == "on" {
+                super::nas::power_on()?
+            } else {
+                super::nas::power_off()?
+            }
+        }
         LabCommand::Exec { node, command } => {
             Lab::attach()?.node(&node.name())?;
             return exit_code(node::exec_cmd(node, &command)?.interactive()?);

@@ -5,6 +5,7 @@ pub mod addr;
 pub mod cli;
 pub mod disks;
 pub mod layout;
+pub mod nas;
 pub mod node;
 pub mod rootfs;
 pub mod run;
@@ -96,6 +97,7 @@ impl Lab {
         lab.build(&config, &rootfs).context("lab up failed (run `cargo xtask lab down` to clean up)")?;
         if config.proxmox {
             standin::enable(&lab)?;
+            nas::start()?;
         }
         if rootfs.packages.is_some() {
             for &node in &lab.nodes {

@@ -58,8 +58,10 @@ fn plug(
 
 const DRIVER_HOST: u8 = 0xfa;
 const SMTP_HOST: u8 = 0xfb;
+const NAS_HOST: u8 = 0xfc;
+const NAS_PORT: &str = "nas-lan";
 
-/// The bridges, the driver namespace and the mail server's namespace.
+/// The bridges, the driver namespace, the mail server's and the NAS's namespaces.
 pub fn create_fabric() -> Result<()> {
     add_netns(BRIDGE_NETNS)?;
     for bridge in [LAN_BRIDGE, WAN_BRIDGE] {
@@ -71,6 +73,8 @@ pub fn create_fabric() -> Result<()> {
     plug(WAN_BRIDGE, "drv-wan", DRIVER_NETNS, "wan", DRIVER_HOST, Some((DRIVER_WAN_IP, WAN_PREFIX)))?;
     add_netns(SMTP_NETNS)?;
     plug(LAN_BRIDGE, "mail-lan", SMTP_NETNS, "eth0", SMTP_HOST, Some((SMTP_IP, LAN_PREFIX)))?;
+    add_netns(NAS_NETNS)?;
+    plug(LAN_BRIDGE, NAS_PORT, NAS_NETNS, "eth0", NAS_HOST, Some((NAS_IP, LAN_PREFIX)))?;
     Ok(())
 }
 
@@ -152,6 +156,14 @@ pub fn set_links(node: Node, up: bool) -> Result<()> {
         ip(BRIDGE_NETNS, &["link", "set", &node.port(bridge), state])
             .with_context(|| format!("{node}: cannot set its {bridge} link {state}"))?;
     }
+    Ok(())
+}
+
+/// Sets the NAS's bridge port down (its cable pulled) or up.
+pub fn set_nas_link(up: bool) -> Result<()> {
+    let state = if up { "up" } else { "down" };
+    ip(BRIDGE_NETNS, &["link", "set", NAS_PORT, state])
+        .with_context(|| format!("cannot set the NAS's link {state}"))?;
     Ok(())
 }
 

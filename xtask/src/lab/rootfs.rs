@@ -41,6 +41,10 @@ pub const BASE_PACKAGES: &[&str] = &[
     "netcat-openbsd",
     "curl",
     "man-db",
+    // Proxmox VE has it (showmount, mount.nfs): its NFS storage checks a server with showmount.
+    "nfs-common",
+    // /etc/services and /etc/protocols, which RPC clients (showmount) need, as on Proxmox VE.
+    "netbase",
 ];
 
 /// Which root filesystem the nodes boot.

@@ -40,6 +40,11 @@ pub const ROUTER_SCRIPTS: &[&str] = &[
     "setup_ip_vm.sh",
     "dev_clean.sh",
     "change_password.sh",
+    "list_ip_vm.sh",
+    "remove_ip_vm.sh",
+    "setup_port_forward.sh",
+    "remove_port_forward.sh",
+    "list_port_forwards.sh",
 ];
 const BINARY_IN_NODE: &str = "/usr/local/lib/pve-standin/pve-standin";
 

@@ -5,8 +5,10 @@
 //! `pvesh` prints JSON on one line with booleans as 0/1; `pvecm status` is text and exits
 //! 0 quorate / 2 not quorate / 1 error; `qm list` is a table with trailing spaces.
 
+pub mod corosync;
 pub mod pvecm;
 pub mod pvesh;
+pub mod pvesm;
 pub mod qm;
 pub mod task;
 

@@ -40,6 +40,7 @@ enum Event {
 struct World {
     now_ms: u64,
     quorate: bool,
+    automatic_takeover: bool,
     install: Install,
     handing_over: bool,
     master_has_base: bool,
@@ -60,6 +61,7 @@ impl World {
         World {
             now_ms: 0,
             quorate: true,
+            automatic_takeover: true,
             install: Install::Finished,
             handing_over: false,
             master_has_base: true,
@@ -102,6 +104,7 @@ impl World {
         Observed {
             now_ms: self.now_ms,
             quorate: self.quorate,
+            automatic_takeover: self.automatic_takeover,
             install: self.install,
             keepalived: self.keepalived,
             holds_vip: self.vip,
@@ -481,4 +484,62 @@ fn vips_left_behind_stay_suspect_until_they_are_gone() {
     seen.now_ms = 8_000;
     seen.holds_vip = true; // the new keepalived won an election
     assert!(r.tick(&seen).actions.is_empty(), "a VIP it took itself is rightful");
+}
+
+#[test]
+fn without_a_majority_the_master_keeps_serving_alone_and_nothing_is_fenced() {
+    let world = World { automatic_takeover: false, ..World::serving_node() };
+    let script = [(3, Event::QuorumLost), (30, Event::MasterCrashes), (40, Event::QuorumBack)];
+    let log = run(world, 10, &script, 42);
+    assert_log(
+        &log,
+        "
+          3 ! QuorumLost
+         30 ! MasterCrashes
+         31   -> restart mfsmaster (the VIP holder does not serve)
+         40 ! QuorumBack
+        ",
+    );
+}
+
+#[test]
+fn without_a_majority_a_backup_out_of_quorum_never_takes_the_role_nor_fences() {
+    let world = World { automatic_takeover: false, ..World::backup_node() };
+    let script = [(3, Event::QuorumLost), (40, Event::QuorumBack)];
+    let log = run(world, 10, &script, 42);
+    assert_log(
+        &log,
+        "
+          3 ! QuorumLost
+          3   role: unfit (not in the quorate partition (automatic takeover is off: no majority))
+         40 ! QuorumBack
+         40   role: fit
+        ",
+    );
+}
+
+#[test]
+fn without_a_majority_a_backup_that_wins_the_vip_by_the_race_gives_it_back_without_a_cooldown() {
+    let world = World { automatic_takeover: false, ..World::backup_node() };
+    // The master dies: VRRP makes this node master a moment before quorum loss fails its
+    // check; the takeover refuses (no quorum). Later the administrator's `pvecm expected 1`.
+    let script = [
+        (3, Event::QuorumLost),
+        (3, Event::BecomesMaster),
+        (4, Event::TakeoverEnds),
+        (30, Event::QuorumBack),
+    ];
+    let log = run(world, 10, &script, 32);
+    assert_log(
+        &log,
+        "
+          3 ! QuorumLost
+          3 ! BecomesMaster
+          3   role: unfit (not in the quorate partition (automatic takeover is off: no majority))
+          4 ! TakeoverEnds
+          4   keepalived: FAULT, its VIPs removed
+         30 ! QuorumBack
+         30   role: fit
+        ",
+    );
 }

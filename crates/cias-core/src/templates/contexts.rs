@@ -81,15 +81,16 @@ impl KeepalivedContext {
             // killed keepalived from restarting (measured in the failover bench: minutes). Bound
             // to keepalived all the same: a keepalived that dies takes its takeover with it, or
             // the stale one would hold the run lock against the next (measured too: a live
-            // migration it waited on kept the cluster without mfsmaster). Stopped with SIGKILL:
-            // keepalived's restart waits for this unit to stop, and a takeover blocked on
-            // MooseFS (no master any more) ends on SIGKILL only - with SIGTERM, keepalived
-            // killed on three masters in a row stayed down on all of them, each waiting for a
-            // takeover that waited for a master (measured in selfheal_lab; FUSE waits end on
-            // SIGKILL).
+            // migration it waited on kept the cluster without mfsmaster). Stopped with SIGKILL,
+            // and not ordered after keepalived: with After=, keepalived's restart waited for this
+            // unit to stop, and a takeover blocked on MooseFS (no master any more) did not end on
+            // SIGTERM - keepalived killed on three masters in a row stayed down on all of them
+            // (measured in selfheal_lab; SIGKILL ends FUSE waits, yet a restart still waited up
+            // to 21 s in CI). A new takeover needs a new election first (seconds), by which
+            // time the killed one is gone.
             notify_master: format!(
                 "/usr/bin/systemd-run --quiet --collect --property=BindsTo=keepalived.service \
-                 --property=After=keepalived.service --property=KillSignal=SIGKILL --description=dlll-cias-takeover \
+                 --property=KillSignal=SIGKILL --description=dlll-cias-takeover \
                  {}/dlll_cias-switch-to-master --from-keepalived",
                 paths::BIN_DIR
             ),

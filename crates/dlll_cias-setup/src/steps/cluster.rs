@@ -6,12 +6,16 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cias_core::host::Command;
+use cias_core::majority::{self, Takeover};
+use cias_core::proxmox::corosync;
 use cias_core::proxmox::pvecm::{self, ClusterStatus};
 use cias_core::proxmox::pvesh::{self, NodeEntry};
+use cias_core::proxmox::pvesm;
 use cias_core::settings::Secret;
 
 use crate::ctx::Ctx;
 use crate::node::Role;
+use crate::ui;
 
 /// `pvecm status` as this node sees it; `None` when it is in no cluster (or corosync is down).
 fn status(ctx: &Ctx) -> Result<Option<ClusterStatus>> {
@@ -24,6 +28,47 @@ fn status(ctx: &Ctx) -> Result<Option<ClusterStatus>> {
 fn member(ctx: &Ctx) -> Result<bool> {
     let ip = ctx.node.ip.to_string();
     Ok(status(ctx)?.is_some_and(|s| s.quorate && s.members.iter().any(|m| m.local && m.address == ip)))
+}
+
+/// Sets up the QDevice given at install when this node's join made the cluster two nodes (an
+/// even count: Proxmox's `ffsplit`), then says whether the cluster takes over by itself.
+pub fn quorum_device(ctx: &mut Ctx) -> Result<()> {
+    let Some(votes) = majority::read_votes(ctx.local.as_ref()) else {
+        if ctx.dry_run {
+            // The cluster this run joins or creates does not exist yet.
+            if let Some(host) = ctx.node.qdevice {
+                ui::line(&format!(
+                    "    would run `pvecm qdevice setup {host}` if the cluster then has two nodes"
+                ));
+            }
+            return Ok(());
+        }
+        bail!("cannot read the cluster's votes from {}", corosync::CONF);
+    };
+    match (ctx.node.qdevice, votes.qdevice) {
+        (Some(host), None) if votes.nodes == 2 => {
+            let setup = Command::from_argv(&["pvecm", "qdevice", "setup", &host.to_string()])
+                .timeout(Duration::from_secs(300));
+            ctx.local.run(&setup).with_context(|| format!("setting up the QDevice on {host}"))?;
+        }
+        (Some(host), None) if votes.nodes < 2 => ui::line(&format!(
+            "    QDevice {host}: give it to the second node's setup (--qdevice), which sets it up"
+        )),
+        (Some(host), None) => ui::warn(&format!(
+            "QDevice {host} not set up: Proxmox supports one only with an even node count, and this cluster \
+             has {} nodes",
+            votes.nodes
+        )),
+        _ => {}
+    }
+    let takeover =
+        majority::read_votes(ctx.local.as_ref()).map_or(Takeover::from_votes(votes), Takeover::from_votes);
+    tracing::info!("{}", takeover.summary());
+    match takeover.advice() {
+        Some(advice) => ui::warn(&advice),
+        None => ui::line(&format!("    {}", takeover.summary())),
+    }
+    Ok(())
 }
 
 pub fn cluster(ctx: &mut Ctx) -> Result<()> {
@@ -83,13 +128,9 @@ pub fn cluster(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Names in the first column of `pvesm status`.
-fn storage_ids(text: &str) -> Vec<String> {
-    text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect()
-}
-
 pub fn storages(ctx: &mut Ctx) -> Result<()> {
-    let existing = storage_ids(&ctx.query(&["pvesm", "status"])?);
+    let existing: Vec<String> =
+        pvesm::parse_status(&ctx.query(&["pvesm", "status"])?).into_iter().map(|r| r.id).collect();
     let wanted: [(&str, &str, &str); 2] =
         [("a_mfs", "images,backup", "keep-last=1"), ("mfs-backup", "backup", "keep-last=5")];
     for (id, content, prune) in wanted {
@@ -162,15 +203,4 @@ pub fn backup_jobs(ctx: &mut Ctx) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn storage_ids_come_from_the_first_column() {
-        let text = "Name         Type     Status           Total            Used       Available        %\n\
-                    a_mfs         dir     active        10000000          100000         9900000    1.00%\n\
-                    local         dir     active        10000000          100000         9900000    1.00%\n";
-        assert_eq!(super::storage_ids(text), vec!["a_mfs", "local"]);
-    }
 }

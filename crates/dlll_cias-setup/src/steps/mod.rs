@@ -52,6 +52,7 @@ pub fn for_role(role: Role) -> Vec<Step> {
         // A node joins the VRRP election only as a quorate cluster member: keepalived tracks
         // the quorum check, which fails on a node in no cluster.
         step("cluster", "Proxmox cluster", cluster::cluster),
+        step("quorum-device", "QDevice and automatic takeover", cluster::quorum_device),
         step(
             "guest-firewall",
             "Proxmox VM firewall (VMs keep to their own addresses)",

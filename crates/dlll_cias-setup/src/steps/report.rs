@@ -2,6 +2,7 @@
 //! mail to the administrator, this node's directory published to the shared mirror).
 
 use anyhow::Result;
+use cias_core::majority::Takeover;
 use cias_core::templates::contexts::CronContext;
 
 use crate::ctx::Ctx;
@@ -50,6 +51,13 @@ pub fn summary(ctx: &Ctx) -> String {
                 .join(", ")
         }
     ));
+    if let Some(takeover) = Takeover::read(ctx.local.as_ref()) {
+        let capital = takeover.summary().replacen('a', "A", 1);
+        text.push_str(&format!("{capital}\n"));
+        if let Some(advice) = takeover.advice().filter(|_| !ctx.dry_run) {
+            ui::warn(&advice);
+        }
+    }
     text.push_str(&format!(
         "\nSecurity (SPEC section 8):\n\
          - root logs in over SSH with a key only; with its password only from {nodes}\n  \

@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use cias_core::guest_firewall;
 use cias_core::host::{Command, DryRunHost, Host};
-use cias_core::paths::{BIN_DIR, MANAGEMENT_DIR};
+use cias_core::paths::{BIN_DIR, MANAGEMENT_DIR, SHARED_MANAGEMENT_DIR};
 use cias_core::proxmox::pvesh::{self, VmResource};
+use cias_core::router::KNOWN_HOSTS;
 use cias_core::settings::Secret;
 
 use crate::ctx::Ctx;
@@ -73,7 +74,7 @@ pub fn restore(ctx: &mut Ctx) -> Result<()> {
 
 /// The router's SSH session as `cias` with `password`; `None` when the password is refused.
 fn login(ctx: &Ctx, password: &Secret) -> Result<Option<Arc<dyn Host>>> {
-    let pinned = format!("{MANAGEMENT_DIR}/router_known_hosts");
+    let pinned = format!("{MANAGEMENT_DIR}/{}", KNOWN_HOSTS);
     remote::password_login(&ctx.settings.internal.router_ip.to_string(), LOGIN, password, &pinned)
 }
 
@@ -85,11 +86,13 @@ pub fn configure(ctx: &mut Ctx) -> Result<()> {
     } else {
         // First contact with a VM this installer just restored on its own bridge: pin its key;
         // later contacts are checked against it.
-        let pinned = format!("{MANAGEMENT_DIR}/router_known_hosts");
+        let pinned = format!("{MANAGEMENT_DIR}/{}", KNOWN_HOSTS);
         if !ctx.test(&["test", "-e", &pinned])? {
             let ip = ctx.settings.internal.router_ip.to_string();
             let line = remote::scan(&ip)?.known_hosts_line(&[ip.as_str(), "cias-router"]);
             ctx.write(&pinned, &format!("{line}\n"), "0644")?;
+            // Where the other nodes find it (dlll_cias-router runs on any node).
+            ctx.write(&format!("{SHARED_MANAGEMENT_DIR}/{}", KNOWN_HOSTS), &format!("{line}\n"), "0644")?;
         }
         match login(ctx, &new_password)? {
             Some(session) => session,

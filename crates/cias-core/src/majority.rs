@@ -1,0 +1,113 @@
+//! Whether the cluster heals by itself (SPEC section 7): a node that loses sight of the others
+//! may act only if its side can still hold a majority of the votes, so the loss of any one node
+//! must leave one. Three nodes have that, and so do two with a QDevice (corosync-qnetd on the
+//! NAS or any small machine gives one side its vote). Two nodes alone do not: the survivor of
+//! a dead peer cannot tell it from a cut link, so nothing may move by itself, and no node may
+//! fence itself either (it would turn a failure into an outage of the whole cluster).
+
+use crate::host::{Command, Host};
+use crate::proxmox::corosync::{self, Votes};
+
+/// What the cluster does when a node is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// The survivors keep a majority: they take over, the lost node fences itself.
+    Automatic,
+    /// No majority survives a node's loss: nothing moves by itself, nobody fences.
+    Off(Votes),
+}
+
+impl Takeover {
+    /// From the configured votes.
+    pub fn from_votes(votes: Votes) -> Takeover {
+        let expected = votes.expected();
+        // The biggest single loss is the member with the most votes; 1 in every cluster we install.
+        let left = expected.saturating_sub(1);
+        if left > expected / 2 {
+            Takeover::Automatic
+        } else {
+            Takeover::Off(votes)
+        }
+    }
+
+    /// This node's cluster, from corosync.conf; `None` when it cannot be read (no cluster yet,
+    /// or the file is broken): callers choose the safe side.
+    pub fn read(host: &dyn Host) -> Option<Takeover> {
+        read_votes(host).map(Takeover::from_votes)
+    }
+
+    pub fn automatic(self) -> bool {
+        self == Takeover::Automatic
+    }
+
+    /// One line for status and mails.
+    pub fn summary(self) -> String {
+        match self {
+            Takeover::Automatic => "automatic takeover: on".into(),
+            Takeover::Off(v) => format!(
+                "automatic takeover: OFF ({} node{}, {}: no majority survives a node's loss)",
+                v.nodes,
+                if v.nodes == 1 { "" } else { "s" },
+                if v.qdevice.is_some() { "QDevice" } else { "no QDevice" }
+            ),
+        }
+    }
+
+    /// What the administrator must know and do when takeover is off; `None` when it is on.
+    pub fn advice(self) -> Option<String> {
+        match self {
+            Takeover::Automatic => None,
+            Takeover::Off(v) if v.nodes < 2 => Some(
+                "Automatic takeover is OFF until the cluster has a second node and a QDevice, or three nodes."
+                    .into(),
+            ),
+            Takeover::Off(_) => Some(
+                "Automatic takeover is OFF: this cluster has two votes, so a node that loses the other cannot \
+                 tell a dead node from a cut link. Nothing moves by itself and no node fences itself. When a \
+                 node dies: make sure it is off, then on the survivor run `pvecm expected 1` and \
+                 `dlll_cias-switch-to-master`. To make takeover automatic, add a QDevice \
+                 (`pvecm qdevice setup ADDRESS` with corosync-qnetd on the NAS or any small machine) or a \
+                 third node."
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// The votes of this node's cluster (corosync.conf); `None` when it cannot be read.
+pub fn read_votes(host: &dyn Host) -> Option<Votes> {
+    let out = host.run(&Command::query_argv(&["cat", corosync::CONF])).ok()?;
+    corosync::parse_votes(&out.stdout).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn votes(nodes: u32, qdevice: Option<u32>) -> Votes {
+        Votes { nodes, node_votes: nodes, qdevice, qdevice_host: None }
+    }
+
+    #[test]
+    fn a_majority_must_survive_one_node() {
+        assert_eq!(Takeover::from_votes(votes(1, None)), Takeover::Off(votes(1, None)));
+        assert_eq!(Takeover::from_votes(votes(2, None)), Takeover::Off(votes(2, None)));
+        assert!(Takeover::from_votes(votes(2, Some(1))).automatic());
+        assert!(Takeover::from_votes(votes(3, None)).automatic());
+        assert!(Takeover::from_votes(votes(4, None)).automatic());
+        // A QDevice whose votes are 0 does not count (votequorum's device votes may be set so).
+        assert!(!Takeover::from_votes(votes(2, Some(0))).automatic());
+    }
+
+    #[test]
+    fn the_summary_and_advice_say_why() {
+        let off = Takeover::from_votes(votes(2, None));
+        assert_eq!(
+            off.summary(),
+            "automatic takeover: OFF (2 nodes, no QDevice: no majority survives a node's loss)"
+        );
+        let advice = off.advice().unwrap();
+        assert!(advice.contains("pvecm expected 1") && advice.contains("pvecm qdevice setup"), "{advice}");
+        assert_eq!(Takeover::Automatic.advice(), None);
+    }
+}
