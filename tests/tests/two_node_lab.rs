@@ -78,6 +78,9 @@ fn with_qdevice(step: &impl Fn(&str)) {
         pvecm_status(&lab, backup).contains("Qdevice (votes 1)")
     });
     assert_eq!(storage_status(&lab, m).as_deref(), Some("inactive"), "the NAS's storage while it is off");
+    let json = status_json(&lab, backup);
+    assert_eq!(json["qdevice_voting"], false, "{json}");
+    assert!(json["problems"].to_string().contains("the QDevice does not vote"), "{json}");
     for _ in 0..15 {
         assert_eq!(holders(&lab, MASTER_VIP), vec![m], "the master keeps the VIP");
         assert_eq!(mfsmasters(&lab), vec![m], "one mfsmaster, on the master");

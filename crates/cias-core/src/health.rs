@@ -151,6 +151,9 @@ pub struct Observed {
     /// Whether a node's loss leaves a majority that takes over ([`crate::majority`];
     /// `None`: corosync.conf unreadable).
     pub automatic_takeover: Option<bool>,
+    /// Whether the QDevice gives this node's partition its vote (`pvecm status`; `None`: no
+    /// QDevice, or no answer).
+    pub qdevice_voting: Option<bool>,
 }
 
 /// The limits [`assess`] holds the cluster to (from the settings).
@@ -178,11 +181,19 @@ pub fn assess(seen: &Observed, limits: Limits) -> (Health, Vec<Problem>) {
     if seen.automatic_takeover == Some(false) {
         add(
             Health::Degraded,
-            "automatic takeover is off: no majority survives a node's loss (two nodes and no QDevice), so \
+            "automatic takeover is off: no majority survives a node's loss (fewer than three votes), so \
              nothing moves by itself when a node dies"
                 .into(),
-            "add a QDevice (pvecm qdevice setup ADDRESS, corosync-qnetd on the NAS or any small machine) or a third node; \
-             until then, after a node's death: pvecm expected 1 and dlll_cias-switch-to-master on the survivor",
+            "add a QDevice (dlll_cias-nas add ... --qdevice, or pvecm qdevice setup ADDRESS) or a third node; \
+             until then, when a node dies: make sure it is powered off (it does not fence itself), then \
+             pvecm expected 1 on the survivor, which then takes over",
+        );
+    }
+    if seen.qdevice_voting == Some(false) {
+        add(
+            Health::Degraded,
+            "the QDevice does not vote: the loss of one more node now leaves no majority (the survivor fences itself)".into(),
+            "check the QDevice host (corosync-qnetd running and reachable on port 5403; pvecm status shows its votes)",
         );
     }
     let answered: Vec<(&str, &NodeReport)> =
@@ -410,6 +421,7 @@ mod tests {
             router_backup_age_secs: Some(DAY),
             chunks: Some(ChunkHealth::default()),
             automatic_takeover: Some(true),
+            qdevice_voting: None,
         }
     }
 
@@ -435,6 +447,10 @@ mod tests {
         assert!(whats[0].starts_with("automatic takeover is off"), "{whats:?}");
         seen.automatic_takeover = None;
         assert_eq!(self::whats(&seen), (Health::Healthy, vec![]));
+        seen.qdevice_voting = Some(false);
+        let (health, whats) = self::whats(&seen);
+        assert_eq!(health, Health::Degraded);
+        assert!(whats[0].starts_with("the QDevice does not vote"), "{whats:?}");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! a dead peer cannot tell it from a cut link, so nothing may move by itself, and no node may
 //! fence itself either (it would turn a failure into an outage of the whole cluster).
 
+use std::time::Duration;
+
 use crate::host::{Command, Host};
 use crate::proxmox::corosync::{self, Votes};
 
@@ -18,12 +20,12 @@ pub enum Takeover {
 }
 
 impl Takeover {
-    /// From the configured votes.
+    /// From the configured votes. Only a plain configuration (one vote per node, votequorum's
+    /// own arithmetic) may count as "off": anything else stays on the side that fences.
     pub fn from_votes(votes: Votes) -> Takeover {
         let expected = votes.expected();
-        // The biggest single loss is the member with the most votes; 1 in every cluster we install.
         let left = expected.saturating_sub(1);
-        if left > expected / 2 {
+        if left > expected / 2 || !votes.plain {
             Takeover::Automatic
         } else {
             Takeover::Off(votes)
@@ -40,12 +42,12 @@ impl Takeover {
         self == Takeover::Automatic
     }
 
-    /// One line for status and mails.
+    /// One line for the terminal and the logs.
     pub fn summary(self) -> String {
         match self {
-            Takeover::Automatic => "automatic takeover: on".into(),
+            Takeover::Automatic => "Automatic takeover: on (a majority survives any node's loss)".into(),
             Takeover::Off(v) => format!(
-                "automatic takeover: OFF ({} node{}, {}: no majority survives a node's loss)",
+                "Automatic takeover: OFF ({} node{}, {}: no majority survives a node's loss)",
                 v.nodes,
                 if v.nodes == 1 { "" } else { "s" },
                 if v.qdevice.is_some() { "QDevice" } else { "no QDevice" }
@@ -64,8 +66,10 @@ impl Takeover {
             Takeover::Off(_) => Some(
                 "Automatic takeover is OFF: this cluster has two votes, so a node that loses the other cannot \
                  tell a dead node from a cut link. Nothing moves by itself and no node fences itself. When a \
-                 node dies: make sure it is off, then on the survivor run `pvecm expected 1` and \
-                 `dlll_cias-switch-to-master`. To make takeover automatic, add a QDevice \
+                 node dies: make sure it is off (it does not fence itself: if it still runs, it runs the \
+                 master and its VMs), then on the survivor run `pvecm expected 1` - that is the \
+                 confirmation: the survivor takes over within seconds (or run `dlll_cias-switch-to-master` \
+                 there). To make takeover automatic, add a QDevice \
                  (`pvecm qdevice setup ADDRESS` with corosync-qnetd on the NAS or any small machine) or a \
                  third node."
                     .into(),
@@ -74,9 +78,11 @@ impl Takeover {
     }
 }
 
-/// The votes of this node's cluster (corosync.conf); `None` when it cannot be read.
+/// The votes of this node's cluster (corosync.conf); `None` when it cannot be read within 3 s
+/// (a hung pmxcfs must not hang the reconcile loop or a mail).
 pub fn read_votes(host: &dyn Host) -> Option<Votes> {
-    let out = host.run(&Command::query_argv(&["cat", corosync::CONF])).ok()?;
+    let cat = Command::query_argv(&["cat", corosync::CONF]).timeout(Duration::from_secs(3));
+    let out = host.run(&cat).ok()?;
     corosync::parse_votes(&out.stdout).ok()
 }
 
@@ -85,7 +91,7 @@ mod tests {
     use super::*;
 
     fn votes(nodes: u32, qdevice: Option<u32>) -> Votes {
-        Votes { nodes, node_votes: nodes, qdevice, qdevice_host: None }
+        Votes { nodes, node_votes: nodes, qdevice, qdevice_host: None, plain: true }
     }
 
     #[test]
@@ -97,6 +103,8 @@ mod tests {
         assert!(Takeover::from_votes(votes(4, None)).automatic());
         // A QDevice whose votes are 0 does not count (votequorum's device votes may be set so).
         assert!(!Takeover::from_votes(votes(2, Some(0))).automatic());
+        // two_node, weighted votes and the like: counted as "on", so quorum loss fences.
+        assert!(Takeover::from_votes(Votes { plain: false, ..votes(2, None) }).automatic());
     }
 
     #[test]
@@ -104,7 +112,7 @@ mod tests {
         let off = Takeover::from_votes(votes(2, None));
         assert_eq!(
             off.summary(),
-            "automatic takeover: OFF (2 nodes, no QDevice: no majority survives a node's loss)"
+            "Automatic takeover: OFF (2 nodes, no QDevice: no majority survives a node's loss)"
         );
         let advice = off.advice().unwrap();
         assert!(advice.contains("pvecm expected 1") && advice.contains("pvecm qdevice setup"), "{advice}");

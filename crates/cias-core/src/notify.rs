@@ -20,6 +20,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use thiserror::Error;
 
+use crate::host::Host;
 use crate::majority::Takeover;
 use crate::settings::{ClusterSettings, Secret, Smtp};
 
@@ -54,7 +55,17 @@ pub fn tell_admin_and(settings: &ClusterSettings, also: Option<&str>, subject: &
     }
 }
 
+/// `body`, ending with what the administrator must know when the cluster of `host` has no
+/// automatic takeover ([`crate::majority`]): every mail says so.
+pub fn with_takeover_note(host: &dyn Host, body: &str) -> String {
+    match Takeover::read(host).and_then(Takeover::advice) {
+        Some(advice) => format!("{}\n\n{advice}\n", body.trim_end()),
+        None => body.to_string(),
+    }
+}
+
 fn tell(settings: &ClusterSettings, to: &str, subject: &str, body: &str) {
+    let body = &with_takeover_note(&crate::host::LocalHost::new("localhost"), body);
     let secrets = crate::settings::Secrets::load(
         &std::path::Path::new(crate::paths::MANAGEMENT_DIR).join(crate::paths::SECRETS_FILE),
     )
@@ -184,14 +195,8 @@ impl Mailer {
         })
     }
 
-    /// Sends one plain-text (UTF-8) message. When this node's cluster has no automatic
-    /// takeover ([`crate::majority`]), every message ends by saying so.
+    /// Sends one plain-text (UTF-8) message.
     pub fn send(&self, subject: &str, body: &str) -> Result<(), NotifyError> {
-        let local = crate::host::LocalHost::new("localhost");
-        let body = match Takeover::read(&local).and_then(Takeover::advice) {
-            Some(advice) => format!("{}\n\n{advice}\n", body.trim_end()),
-            None => body.to_string(),
-        };
         let fail = |reason: String| NotifyError::Send {
             server: self.server.clone(),
             to: self.to.to_string(),
@@ -203,7 +208,7 @@ impl Mailer {
             .subject(subject)
             // Without it, readers take the body for US-ASCII and garble any other letter.
             .header(ContentType::TEXT_PLAIN)
-            .body(body)
+            .body(body.to_string())
             .map_err(|e| fail(e.to_string()))?;
         self.transport.send(&message).map_err(|e| fail(e.to_string()))?;
         Ok(())

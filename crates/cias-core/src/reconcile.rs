@@ -68,6 +68,12 @@ pub const BASE_RETRY: Duration = Duration::from_secs(10);
 /// A new master starts its own only after that (or after asking the node).
 pub const MASTER_FENCE_BOUND: Duration = Duration::from_secs(CONFIRM.as_secs() + 4);
 
+/// How long a configuration newly saying "no automatic takeover" must stay so before a node
+/// out of quorum stops fencing itself: `pvecm qdevice remove` writes corosync.conf first and
+/// reloads corosync only after its other steps, so for a moment the running quorum may still
+/// count the QDevice's vote for the other side.
+pub const OFF_SETTLES: Duration = Duration::from_secs(60);
+
 /// This node's mfsmaster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Master {
@@ -192,6 +198,12 @@ pub struct Reconciler {
     quorate: bool,
     /// Out of quorum in a cluster without automatic takeover: nothing to fence.
     standing_alone: bool,
+    /// While the configuration says "no automatic takeover": from when that counts (boot
+    /// clock). At once when it said so from this loop's first look; a change to "off" seen
+    /// by this loop counts only [`OFF_SETTLES`] later.
+    off_counts_from: Option<u64>,
+    /// The configuration said "automatic takeover" at some look of this loop.
+    seen_automatic: bool,
     lost_since: Option<u64>,
     master_killed: bool,
     vms_stopped: bool,
@@ -223,6 +235,8 @@ impl Reconciler {
             fence_delay: fence_delay.max(CONFIRM),
             quorate: false,
             standing_alone: false,
+            off_counts_from: None,
+            seen_automatic: false,
             lost_since: None,
             master_killed: false,
             vms_stopped: false,
@@ -269,7 +283,7 @@ impl Reconciler {
         let handing_over = o.handing_over && o.holds_vip;
         // Out of quorum without automatic takeover, only the master that served keeps serving.
         if entitled
-            && (o.quorate || (self.standing_alone && self.served))
+            && (o.quorate || (self.standing_alone && self.served_alone(o)))
             && !given_up
             && o.install == Install::Finished
             && !handing_over
@@ -287,7 +301,14 @@ impl Reconciler {
     /// Quorum: kill the master once the loss is confirmed, the VMs after the fence delay.
     fn fence(&mut self, o: &Observed) -> Vec<Action> {
         self.quorate = o.quorate;
-        self.standing_alone = !o.quorate && !o.automatic_takeover;
+        if o.automatic_takeover {
+            (self.off_counts_from, self.seen_automatic) = (None, true);
+        } else if self.off_counts_from.is_none() {
+            let settle = if self.seen_automatic { ms(OFF_SETTLES) } else { 0 };
+            self.off_counts_from = Some(o.now_ms + settle);
+        }
+        let off = self.off_counts_from.is_some_and(|t| o.now_ms >= t);
+        self.standing_alone = !o.quorate && off;
         if o.quorate || self.standing_alone {
             let fenced = self.master_killed;
             (self.lost_since, self.master_killed, self.vms_stopped) = (None, false, false);
@@ -359,10 +380,16 @@ impl Reconciler {
         }
     }
 
+    /// Standing alone, this node is the master that served: it holds the VIP and its master
+    /// served (seen by this loop, or serving now: a loop restarted while it stands alone).
+    fn served_alone(&self, o: &Observed) -> bool {
+        o.holds_vip && (self.served || o.master == Master::Serving)
+    }
+
     fn unfit(&self, o: &Observed) -> Option<String> {
         // The VIP may arrive by VRRP before quorum loss fails keepalived's check: only the
         // master that served keeps it.
-        if self.standing_alone && !(o.holds_vip && self.served) {
+        if self.standing_alone && !self.served_alone(o) {
             return Some("not in the quorate partition (automatic takeover is off: no majority)".into());
         }
         if !o.quorate && !self.standing_alone {

@@ -142,6 +142,32 @@ pub fn forward_changes(current: &[Forward], wanted: &[Forward], remove: bool) ->
     changes
 }
 
+/// What the router must change so that VM-management IP number `index` is `ip` (`add`) or is
+/// gone: nothing when it already is. Refused when the router has `ip` under another index
+/// (the settings and the router disagree: changing either could move VMs' external address).
+pub fn vm_ip_changes(current: &BTreeMap<u8, Ipv4Addr>, index: u8, ip: Ipv4Addr, add: bool) -> Result<Vec<Change>, String> {
+    if let Some((other, _)) = current.iter().find(|(i, a)| **a == ip && **i != index) {
+        return Err(format!(
+            "the router has {ip} as VM-management IP {other}, the settings as {index}: set them straight by hand first"
+        ));
+    }
+    Ok(match (current.get(&index) == Some(&ip), add) {
+        (false, true) => vec![Change::SetVmIp { index, ip }],
+        (true, false) => vec![Change::RemoveVmIp { index, ip }],
+        _ => vec![],
+    })
+}
+
+/// The wanted forwards, refused when two of them claim one external port.
+pub fn check_distinct(wanted: &[Forward]) -> Result<(), String> {
+    for (i, w) in wanted.iter().enumerate() {
+        if wanted[..i].iter().any(|o| (o.external_ip, o.external_port) == (w.external_ip, w.external_port)) {
+            return Err(format!("external port {} is asked for twice", w.external_port));
+        }
+    }
+    Ok(())
+}
+
 /// `list_ip_vm.sh`'s output: index -> IP.
 pub fn parse_vm_ips(text: &str) -> Result<BTreeMap<u8, Ipv4Addr>, FormatError> {
     rows(text, LIST_VM_IPS, 2)?
@@ -241,6 +267,30 @@ mod tests {
             ["setup_port_forward.sh", "192.168.56.104", "10122", "10.0.1.1", "22"]
         );
         assert_eq!(Change::RemoveForward(w).command(mask, gw).argv(), ["remove_port_forward.sh", "192.168.56.104", "10122"]);
+    }
+
+    #[test]
+    fn vm_ips_change_only_where_router_and_settings_agree() {
+        let current: BTreeMap<u8, Ipv4Addr> = [(0, ip("192.168.56.104")), (1, ip("192.168.56.105"))].into();
+        let new = ip("192.168.56.106");
+        assert_eq!(vm_ip_changes(&current, 2, new, true).unwrap(), [Change::SetVmIp { index: 2, ip: new }]);
+        assert_eq!(vm_ip_changes(&current, 1, ip("192.168.56.105"), true).unwrap(), []);
+        assert_eq!(
+            vm_ip_changes(&current, 1, ip("192.168.56.105"), false).unwrap(),
+            [Change::RemoveVmIp { index: 1, ip: ip("192.168.56.105") }]
+        );
+        assert_eq!(vm_ip_changes(&current, 2, new, false).unwrap(), []);
+        let err = vm_ip_changes(&current, 2, ip("192.168.56.105"), true).unwrap_err();
+        assert!(err.contains("the router has 192.168.56.105 as VM-management IP 1, the settings as 2"), "{err}");
+    }
+
+    #[test]
+    fn one_external_port_is_asked_for_once() {
+        let vmid = Vmid::new(101).unwrap();
+        let mut wanted = service_forwards(vmid, ip("192.168.56.104"), &[Service::Ssh]);
+        assert!(check_distinct(&wanted).is_ok());
+        wanted.push(forward(vmid, ip("192.168.56.104"), 22, 2222));
+        assert_eq!(check_distinct(&wanted).unwrap_err(), "external port 10122 is asked for twice");
     }
 
     #[test]

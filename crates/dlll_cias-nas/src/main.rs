@@ -189,13 +189,23 @@ fn add(
         registry_file::update(local.as_ref(), registry_file::SHARED, false, |r| match r.record(hostname) {
             Ok(()) => Ok(()),
             Err(_) if r.entries.iter().any(|e| e.hostname == name && !e.removed) => Ok(()),
-            Err(e) => Err(anyhow::Error::from(BadInput(e.to_string()))),
+            Err(e) => Err(anyhow::Error::from(Refused(e.to_string()))),
         })?;
     }
     say(cli, &format!("registry: {} {name}", hostname.ip()));
     let rows = pvesm::parse_status(&local.run(&Command::query_argv(&["pvesm", "status"]))?.stdout);
     if rows.iter().any(|r| r.id == name) {
-        println!("storage {name}: already there");
+        let cfg = local.run(&Command::query_argv(&["cat", pvesm::STORAGE_CFG]))?.stdout;
+        let ip = hostname.ip().to_string();
+        match pvesm::nfs_target(&cfg, &name) {
+            Some((server, path)) if server == ip && path == export => {
+                println!("storage {name}: already there")
+            }
+            other => {
+                let what = other.map_or("not an NFS storage".into(), |(s, p)| format!("{s}:{p}"));
+                return Err(Refused(format!("storage {name} exists but is {what}, not {ip}:{export}")).into());
+            }
+        }
     } else {
         let ip = hostname.ip().to_string();
         host.run(&Command::from_argv(&[
@@ -217,9 +227,17 @@ fn add(
     }
     let view = members::view(local.as_ref())?;
     for node in view.nodes.iter().filter(|n| n.online) {
-        let Some(member) = host_of(local, &view, &node.name) else { continue };
-        let rows = pvesm::parse_status(&member.run(&Command::query_argv(&["pvesm", "status"]))?.stdout);
-        let status = rows.iter().find(|r| r.id == name).map_or("missing", |r| r.status.as_str());
+        // A member that cannot be asked is said, not fatal: the storage is the cluster's anyway.
+        let asked = host_of(local, &view, &node.name)
+            .ok_or_else(|| "no address".to_string())
+            .and_then(|m| m.run(&Command::query_argv(&["pvesm", "status"])).map_err(|e| e.to_string()));
+        let status = match asked {
+            Ok(out) => pvesm::parse_status(&out.stdout)
+                .into_iter()
+                .find(|r| r.id == name)
+                .map_or("missing".to_string(), |r| r.status),
+            Err(e) => format!("not asked ({e})"),
+        };
         println!("  {}: {status}", node.name);
         if status != "active" {
             tracing::warn!("storage {name} is {status} on {}", node.name);
@@ -247,7 +265,7 @@ fn set_qdevice(cli: &Cli, host: &dyn Host, ip: Ipv4Addr) -> Result<()> {
             .into())
         }
     }
-    if let Some(takeover) = majority::read_votes(host).map(Takeover::from_votes) {
+    if let Some(takeover) = Takeover::read(host) {
         println!("{}", takeover.summary());
     }
     Ok(())
@@ -255,9 +273,14 @@ fn set_qdevice(cli: &Cli, host: &dyn Host, ip: Ipv4Addr) -> Result<()> {
 
 fn remove(cli: &Cli, local: &Arc<dyn Host>, host: &dyn Host, registry: &Registry, nas: &str) -> Result<()> {
     let entry: &RegistryEntry = registry
-        .active(NodeKind::Nas)
-        .find(|e| e.hostname == nas || e.ip.to_string() == nas)
+        .entries
+        .iter()
+        .find(|e| e.kind == NodeKind::Nas && (e.hostname == nas || e.ip.to_string() == nas))
         .ok_or_else(|| BadInput(format!("no NAS {nas} in the registry (dlll_cias-nas list)")))?;
+    if entry.removed {
+        println!("{} {} was removed already: nothing to do", entry.ip, entry.hostname);
+        return Ok(());
+    }
     let rows = pvesm::parse_status(&local.run(&Command::query_argv(&["pvesm", "status"]))?.stdout);
     if rows.iter().any(|r| r.id == entry.hostname) {
         host.run(&Command::from_argv(&["pvesm", "remove", &entry.hostname]))?;
@@ -267,9 +290,7 @@ fn remove(cli: &Cli, local: &Arc<dyn Host>, host: &dyn Host, registry: &Registry
     if votes.and_then(|v| v.qdevice_host) == Some(IpAddr::V4(entry.ip)) {
         host.run(&Command::from_argv(&["pvecm", "qdevice", "remove"]).timeout(Duration::from_secs(300)))?;
         say(cli, "QDevice: removed");
-        if let Some(advice) =
-            majority::read_votes(local.as_ref()).map(Takeover::from_votes).and_then(Takeover::advice)
-        {
+        if let Some(advice) = Takeover::read(local.as_ref()).and_then(Takeover::advice) {
             tracing::warn!("{advice}");
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use cias_core::exit::{BadInput, Refused};
-use cias_core::host::{Command, DryRunHost, Host, LocalHost};
+use cias_core::host::{Command, DryRunHost, Host, HostError, LocalHost};
 use cias_core::members::{self, host_of};
 use cias_core::netplan::ports::Service;
 use cias_core::netplan::Vmid;
@@ -92,6 +92,15 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<()> {
     cias_core::exit::require_root("dlll_cias-router")?;
     let settings = ClusterSettings::load(&cli.config)?;
+    let changes_settings = matches!(cli.command, Action::AddIp { .. } | Action::RemoveIp { .. });
+    if changes_settings && cli.config != paths::default_settings_file() {
+        return Err(BadInput(
+            "add-ip and remove-ip change the cluster's settings (every node's /data/cias/cias.yaml): run them without --config".into(),
+        )
+        .into());
+    }
+    let local: Arc<dyn Host> =
+        Arc::new(LocalHost::new(paths::node_name().context("cannot read this node's host name")?));
     let secrets = Secrets::load(&Path::new(paths::MANAGEMENT_DIR).join(paths::SECRETS_FILE))?;
     let password = secrets.router_login_password.as_ref().ok_or_else(|| {
         BadInput(
@@ -104,9 +113,8 @@ fn run(cli: &Cli) -> Result<()> {
     let router = DryRunHost::printing_if(cli.dry_run, session);
     let ext = &settings.external;
     let (mask, gateway) = (ext.network.netmask(), ext.gateway);
-    let vm_ips = router::parse_vm_ips(&router.run(&Command::query_argv(&[router::LIST_VM_IPS]))?.stdout)?;
-    let forwards =
-        router::parse_forwards(&router.run(&Command::query_argv(&[router::LIST_FORWARDS]))?.stdout)?;
+    let vm_ips = router::parse_vm_ips(&list(router.as_ref(), router::LIST_VM_IPS)?)?;
+    let forwards = router::parse_forwards(&list(router.as_ref(), router::LIST_FORWARDS)?)?;
     let changes = match &cli.command {
         Action::Show => {
             for (index, ip) in &vm_ips {
@@ -121,31 +129,41 @@ fn run(cli: &Cli) -> Result<()> {
             let updated = with_vm_ip(&settings, *ip)?;
             let index = updated.external.router_vm_ips.iter().position(|a| a == ip).expect("just added");
             let index = u8::try_from(index).expect("at most 251 indexes");
-            let changes = match vm_ips.get(&index) {
-                Some(have) if have == ip => vec![],
-                _ => vec![Change::SetVmIp { index, ip: *ip }],
-            };
+            let changes = router::vm_ip_changes(&vm_ips, index, *ip, true).map_err(Refused)?;
             apply(router.as_ref(), &changes, mask, gateway, cli.dry_run)?;
-            save_everywhere(&updated, cli.dry_run)?;
+            save_everywhere(&local, &updated, cli.dry_run)?;
             return Ok(());
         }
         Action::RemoveIp { ip } => {
-            let (updated, index) = without_vm_ip(&settings, *ip)?;
+            let (updated, index) = without_vm_ip(local.as_ref(), &settings, *ip)?;
+            let ip_change = router::vm_ip_changes(&vm_ips, index, *ip, false).map_err(Refused)?;
             let mut changes: Vec<Change> =
                 forwards.iter().filter(|f| f.external_ip == *ip).map(|f| Change::RemoveForward(*f)).collect();
-            if vm_ips.get(&index) == Some(ip) {
-                changes.push(Change::RemoveVmIp { index, ip: *ip });
-            }
+            changes.extend(ip_change);
             apply(router.as_ref(), &changes, mask, gateway, cli.dry_run)?;
-            save_everywhere(&updated, cli.dry_run)?;
+            save_everywhere(&local, &updated, cli.dry_run)?;
             return Ok(());
         }
         Action::Forward { vmid, services, ports, remove } => {
             let wanted = wanted_forwards(&settings, vmid, services, ports)?;
+            router::check_distinct(&wanted).map_err(BadInput)?;
             router::forward_changes(&forwards, &wanted, *remove)
         }
     };
     apply(router.as_ref(), &changes, mask, gateway, cli.dry_run)
+}
+
+/// A listing script's output; a router without it (its image predates this interface) is a
+/// refusal that names the script.
+fn list(router: &dyn Host, script: &str) -> Result<String> {
+    match router.run(&Command::query_argv(&[script])) {
+        Ok(out) => Ok(out.stdout),
+        Err(HostError::Failed { status, .. }) if status == "exit status 127" => Err(Refused(format!(
+            "the router has no {script}: its image lacks the toolkit's router interface (see dlll_cias-router --help)"
+        ))
+        .into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Calls the router's scripts for `changes`, in order; says when there is nothing to do.
@@ -228,7 +246,11 @@ fn with_vm_ip(settings: &ClusterSettings, ip: Ipv4Addr) -> Result<ClusterSetting
 
 /// The settings without `ip`, which must be the last VM-management IP and not index 0, and
 /// whose index no VM uses; and its index.
-fn without_vm_ip(settings: &ClusterSettings, ip: Ipv4Addr) -> Result<(ClusterSettings, u8)> {
+fn without_vm_ip(
+    local: &dyn Host,
+    settings: &ClusterSettings,
+    ip: Ipv4Addr,
+) -> Result<(ClusterSettings, u8)> {
     let ips = &settings.external.router_vm_ips;
     let index = ips
         .iter()
@@ -241,8 +263,7 @@ fn without_vm_ip(settings: &ClusterSettings, ip: Ipv4Addr) -> Result<(ClusterSet
         .into());
     }
     let index = u8::try_from(index).expect("at most 251 indexes");
-    let local = LocalHost::new(paths::node_name().unwrap_or_default());
-    let users: Vec<u32> = members::view(&local)?
+    let users: Vec<u32> = members::view(local)?
         .vms
         .iter()
         .map(|v| v.vmid)
@@ -259,14 +280,12 @@ fn without_vm_ip(settings: &ClusterSettings, ip: Ipv4Addr) -> Result<(ClusterSet
 }
 
 /// Writes the settings to every online member's management directory and the shared mirror.
-fn save_everywhere(settings: &ClusterSettings, dry_run: bool) -> Result<()> {
+fn save_everywhere(local: &Arc<dyn Host>, settings: &ClusterSettings, dry_run: bool) -> Result<()> {
     let text = settings.to_yaml()?;
-    let local: Arc<dyn Host> =
-        Arc::new(LocalHost::new(paths::node_name().context("cannot read this node's host name")?));
     let view = members::view(local.as_ref())?;
     let file = format!("{}/{}", paths::MANAGEMENT_DIR, paths::SETTINGS_FILE);
     for node in &view.nodes {
-        let host = match (node.online, host_of(&local, &view, &node.name)) {
+        let host = match (node.online, host_of(local, &view, &node.name)) {
             (true, Some(host)) => DryRunHost::printing_if(dry_run, host),
             _ => {
                 tracing::warn!("{} is offline: its settings keep the old VM-management IPs; run this again when it is back", node.name);
@@ -277,7 +296,7 @@ fn save_everywhere(settings: &ClusterSettings, dry_run: bool) -> Result<()> {
             .with_context(|| format!("{}: writing {file}", node.name))?;
     }
     let shared = format!("{}/{}", paths::SHARED_MANAGEMENT_DIR, paths::SETTINGS_FILE);
-    DryRunHost::printing_if(dry_run, local).run(&Command::write_file(&shared, &text, "0644"))?;
+    DryRunHost::printing_if(dry_run, local.clone()).run(&Command::write_file(&shared, &text, "0644"))?;
     if !dry_run {
         println!("settings: VM-management IPs {:?}", settings.external.router_vm_ips);
     }

@@ -16,6 +16,7 @@ use cias_core::majority::Takeover;
 use cias_core::members::{self, host_of};
 use cias_core::netplan::vmid::ROUTER_VMID;
 use cias_core::paths;
+use cias_core::proxmox::pvecm;
 use cias_core::settings::ClusterSettings;
 use cias_core::{backups, chunkservers};
 use clap::Parser;
@@ -29,7 +30,8 @@ use serde::Serialize;
 /// whether /mnt/mfs is mounted, its dlll-cias version, its uplink watch, the age of its local
 /// router copy; the router VM 100; the age of the VMID map and of the newest router backup;
 /// the chunks the MooseFS master counts as missing, endangered or under their goal
-/// (mfscli -SIC).
+/// (mfscli -SIC); whether a node's loss leaves a majority (automatic takeover: three nodes, or
+/// two and a QDevice) and whether the QDevice votes (pvecm status).
 /// Exactly one node may hold the master VIP, and mfsmaster must run there and nowhere else.
 ///
 /// Each problem is printed with what to do. `--json` prints one object: {"health":
@@ -38,6 +40,7 @@ use serde::Serialize;
 /// "fence", "chunkserver", "metalogger", "mounted", "version", "uplink",
 /// "router_copy_age_secs"}}], "router": null | [STATUS, NODE], "vmid_map_age_secs",
 /// "router_backup_age_secs", "chunks": null | {"missing", "endangered", "undergoal"},
+/// "automatic_takeover": null | bool, "qdevice_voting": null | bool,
 /// "problems": [{"severity", "what", "fix"}]}.
 #[derive(Debug, Parser)]
 #[command(
@@ -113,6 +116,11 @@ fn gather(local: &Arc<dyn Host>, settings: &ClusterSettings) -> Result<Observed>
             .ok()
             .and_then(|o| chunkservers::parse_chunk_health(&o.stdout)),
         automatic_takeover: Takeover::read(local.as_ref()).map(Takeover::automatic),
+        qdevice_voting: local
+            .execute(&pvecm::status_command().timeout(ASK_LIMIT))
+            .ok()
+            .and_then(|o| pvecm::parse_status(&o.stdout).ok())
+            .and_then(|s| s.qdevice_voting),
     })
 }
 
@@ -169,6 +177,9 @@ fn show(status: &Status) {
             println!("Automatic takeover: {}", paint("1;33", "OFF (no majority survives a node's loss)"))
         }
         None => println!("Automatic takeover: unknown (corosync.conf unreadable)"),
+    }
+    if seen.qdevice_voting == Some(false) {
+        println!("QDevice: {}", paint("1;33", "NOT voting"));
     }
     match seen.chunks {
         Some(c) => println!(

@@ -117,7 +117,12 @@ impl Env {
         let now = now_ms();
         let online = cluster.online(&self.node, &membership.heard, now);
         let qdevice_votes = cluster.qdevice.as_ref().map_or(0, |q| q.votes);
-        let qdevice_voting = qdevice_votes > 0 && membership.qdevice_vote.is_some_and(|t| fresh(t, now));
+        let qdevice_voting = qdevice_votes > 0
+            && membership.qdevice_vote.is_some_and(|v| {
+                let mut partition = online.clone();
+                partition.sort();
+                fresh(v.at, now) && v.partition == partition
+            });
         let node_votes: u32 =
             cluster.nodes.iter().filter(|n| online.contains(&n.name)).map(|n| n.votes).sum();
         let total_votes = node_votes + if qdevice_voting { qdevice_votes } else { 0 };
@@ -149,9 +154,18 @@ impl Env {
 pub struct Membership {
     /// Member name -> last heard (ms).
     pub heard: BTreeMap<String, u64>,
-    /// When the QDevice arbiter last gave this node's partition its vote (ms).
+    /// The QDevice arbiter's last vote for this node's partition.
     #[serde(default)]
-    pub qdevice_vote: Option<u64>,
+    pub qdevice_vote: Option<QVote>,
+}
+
+/// A QDevice vote: asked for at `at` (ms) for `partition`. Like votequorum, which ties the
+/// QDevice's vote to a membership, it counts only while the node's partition is that one,
+/// and only as long as a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QVote {
+    pub at: u64,
+    pub partition: Vec<String>,
 }
 
 /// Whether something heard at `t` still counts at `now`.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{now_ms, write_json, ClusterConfig, Env, Membership, HEARTBEAT_PORT};
+use crate::cluster::{now_ms, write_json, ClusterConfig, Env, Membership, QVote, HEARTBEAT_PORT};
 use crate::{qnetd, vmproc, Result};
 
 const PERIOD: Duration = Duration::from_millis(500);
@@ -17,10 +17,12 @@ pub fn run(env: &Env) -> Result<u8> {
     socket.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut heard: BTreeMap<String, u64> = BTreeMap::new();
     let mut writable = None;
-    let mut qdevice_vote = None;
+    let mut qdevice_vote: Option<QVote> = None;
     loop {
         let round = Instant::now();
         let cluster = env.cluster().ok().flatten().filter(|c| c.member(&env.node).is_some());
+        // What this round reports to the QDevice arbiter: a vote it grants is for this partition.
+        let mut reported = None;
         if let Some(cluster) = cluster.as_ref() {
             let message = format!("hb {}", env.node);
             for peer in cluster.nodes.iter().filter(|n| n.name != env.node) {
@@ -28,8 +30,9 @@ pub fn run(env: &Env) -> Result<u8> {
                 let _ = socket.send_to(message.as_bytes(), (peer.ip.as_str(), HEARTBEAT_PORT));
             }
             if let Some(qdevice) = &cluster.qdevice {
-                let _ = socket
-                    .send_to(report(env, cluster, &heard).as_bytes(), (qdevice.host.as_str(), qnetd::PORT));
+                let request = report(env, cluster, &heard);
+                let _ = socket.send_to(request.to_message().as_bytes(), (qdevice.host.as_str(), qnetd::PORT));
+                reported = Some((now_ms(), request.partition.into_iter().collect::<Vec<_>>()));
             }
         }
         while round.elapsed() < PERIOD {
@@ -42,8 +45,14 @@ pub fn run(env: &Env) -> Result<u8> {
                 }
                 Some(("qvote", _)) => {
                     let granted = cluster.as_ref().and_then(|c| qnetd::parse_reply(&text, &c.name));
-                    if let Some(granted) = granted {
-                        qdevice_vote = granted.then(now_ms);
+                    if let (Some(granted), Some((asked_at, partition))) = (granted, reported.clone()) {
+                        // Counted from when it was asked, for that partition only; a refusal
+                        // takes effect at once (saved now, not at the round's end).
+                        qdevice_vote = granted.then_some(QVote { at: asked_at, partition });
+                        let _ = env.save_membership(&Membership {
+                            heard: heard.clone(),
+                            qdevice_vote: qdevice_vote.clone(),
+                        });
                     }
                 }
                 Some(("ping", _)) => {
@@ -55,7 +64,7 @@ pub fn run(env: &Env) -> Result<u8> {
             }
         }
         heard.insert(env.node.clone(), now_ms());
-        let _ = env.save_membership(&Membership { heard: heard.clone(), qdevice_vote });
+        let _ = env.save_membership(&Membership { heard: heard.clone(), qdevice_vote: qdevice_vote.clone() });
         let quorate = env.quorum().map(|q| q.quorate()).unwrap_or(false);
         if writable != Some(quorate) && set_writable(env, quorate) {
             writable = Some(quorate);
@@ -67,10 +76,10 @@ pub fn run(env: &Env) -> Result<u8> {
 }
 
 /// This node's report to the QDevice arbiter: its partition, the members it hears.
-fn report(env: &Env, cluster: &ClusterConfig, heard: &BTreeMap<String, u64>) -> String {
+fn report(env: &Env, cluster: &ClusterConfig, heard: &BTreeMap<String, u64>) -> qnetd::Request {
     let partition = cluster.online(&env.node, heard, now_ms()).into_iter().collect();
     let nodeid = cluster.member(&env.node).map_or(0, |n| n.nodeid);
-    qnetd::Request { cluster: cluster.name.clone(), nodeid, node: env.node.clone(), partition }.to_message()
+    qnetd::Request { cluster: cluster.name.clone(), nodeid, node: env.node.clone(), partition }
 }
 
 /// Like pmxcfs, the cluster file system is read-only on a node without quorum, for every

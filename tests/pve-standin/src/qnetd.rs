@@ -30,25 +30,32 @@ pub struct Arbiter {
 }
 
 impl Arbiter {
-    /// Records `node`'s report and says whether its partition has the vote. `ffsplit`: exactly
-    /// one partition gets it; the one with more nodes, on a tie the one that has it already, then
-    /// the one with the lowest node id (qnetd's default `tie_breaker: lowest`). A node that has
-    /// not reported for a heartbeat timeout is gone (qnetd's heartbeat timeout).
+    /// Records `node`'s report and says whether its partition has the vote. `ffsplit`
+    /// (qnetd-algo-ffsplit.c): exactly one partition gets it - the one with more nodes; on a
+    /// tie the one that overlaps the partition that had it, if only one does ("keep active
+    /// partition"); then the one with the lowest node id (`tie_breaker: lowest`). Like qnetd,
+    /// which waits for a stable membership, it decides only when every live node's partition
+    /// is reported alike by all its members; until then nobody gets the vote. A node silent
+    /// for a heartbeat timeout is gone.
     pub fn vote(&mut self, node: &str, nodeid: u32, partition: BTreeSet<String>, now_ms: u64) -> bool {
         self.reports.insert(node.to_string(), Report { nodeid, partition, at_ms: now_ms });
         self.reports.retain(|_, r| now_ms.saturating_sub(r.at_ms) < HEARTBEAT_TIMEOUT_MS);
-        // Partitions as their members see them: the nodes reporting the same membership.
-        let mut partitions: BTreeMap<&BTreeSet<String>, Vec<u32>> = BTreeMap::new();
-        for report in self.reports.values() {
-            partitions.entry(&report.partition).or_default().push(report.nodeid);
+        let settled = |members: &BTreeSet<String>| {
+            members.iter().all(|m| self.reports.get(m).is_some_and(|r| &r.partition == members))
+        };
+        if !self.reports.values().all(|r| settled(&r.partition)) {
+            return false;
         }
-        let winner = partitions
+        let candidates: BTreeSet<&BTreeSet<String>> = self.reports.values().map(|r| &r.partition).collect();
+        let overlaps_holder = |p: &BTreeSet<String>| self.holder.as_ref().is_some_and(|h| !h.is_disjoint(p));
+        let keeps = candidates.iter().filter(|p| overlaps_holder(p)).count() == 1;
+        let lowest_id = |p: &BTreeSet<String>| {
+            p.iter().filter_map(|m| self.reports.get(m)).map(|r| r.nodeid).min().unwrap_or(u32::MAX)
+        };
+        let winner = candidates
             .iter()
-            .max_by_key(|(members, ids)| {
-                let lowest = ids.iter().min().copied().unwrap_or(u32::MAX);
-                (ids.len(), self.holder.as_ref() == Some(*members), std::cmp::Reverse(lowest))
-            })
-            .map(|(members, _)| (*members).clone());
+            .max_by_key(|p| (p.len(), keeps && overlaps_holder(p), std::cmp::Reverse(lowest_id(p))))
+            .map(|p| (*p).clone());
         let mine = self.reports.get(node).map(|r| r.partition.clone());
         self.holder = winner;
         self.holder.is_some() && self.holder == mine
@@ -131,20 +138,43 @@ mod tests {
     }
 
     #[test]
-    fn a_whole_cluster_gets_the_vote() {
+    fn a_whole_cluster_gets_the_vote_once_every_member_reports_it() {
         let mut a = Arbiter::default();
-        assert!(a.vote("node1", 1, set(&["node1", "node2"]), 0));
+        assert!(!a.vote("node1", 1, set(&["node1", "node2"]), 0));
         assert!(a.vote("node2", 2, set(&["node1", "node2"]), 100));
+        assert!(a.vote("node1", 1, set(&["node1", "node2"]), 500));
     }
 
     #[test]
-    fn the_survivor_of_a_dead_node_gets_it_once_the_dead_one_is_silent() {
+    fn the_survivor_of_a_dead_node_gets_it_once_the_dead_nodes_report_is_gone() {
         let mut a = Arbiter::default();
         a.vote("node1", 1, set(&["node1", "node2"]), 0);
         a.vote("node2", 2, set(&["node1", "node2"]), 0);
-        // node1 died at 0: node2 sees itself alone; node1's last report still counts a while.
-        assert!(!a.vote("node2", 2, set(&["node2"]), 500));
+        // node1 died at 0: node2 sees itself alone; until node1's last report ({node1, node2})
+        // is gone, the membership is not stable.
+        assert!(!a.vote("node2", 2, set(&["node2"]), 2500));
+        assert!(a.vote("node2", 2, set(&["node2"]), 3000));
         assert!(a.vote("node2", 2, set(&["node2"]), HEARTBEAT_TIMEOUT_MS + 100));
+    }
+
+    #[test]
+    fn never_two_partitions_at_once_whatever_order_the_reports_come_in() {
+        for first in ["node1", "node2"] {
+            let mut a = Arbiter::default();
+            a.vote("node1", 1, set(&["node1", "node2"]), 0);
+            a.vote("node2", 2, set(&["node1", "node2"]), 0);
+            // The split: each side reports itself alone, in either order.
+            for (t, who) in [(1000, first), (1001, if first == "node1" { "node2" } else { "node1" })] {
+                let id = if who == "node1" { 1 } else { 2 };
+                a.vote(who, id, set(&[who]), t);
+            }
+            for t in (1500..6000).step_by(500) {
+                let one = a.vote("node1", 1, set(&["node1"]), t);
+                let two = a.vote("node2", 2, set(&["node2"]), t + 1);
+                assert!(!(one && two), "both sides had the vote at {t} (first: {first})");
+                assert!(one, "the lowest node id's side keeps it");
+            }
+        }
     }
 
     #[test]
@@ -167,7 +197,8 @@ mod tests {
         let mut a = Arbiter::default();
         // node1 was gone; node2 alone got the vote.
         assert!(a.vote("node2", 2, set(&["node2"]), 0));
-        // node1 comes back but cannot reach node2: same size, node2 keeps the vote.
+        // node1 comes back but cannot reach node2: same size, node2 keeps the vote (it overlaps
+        // the partition that had it; node1 does not).
         assert!(!a.vote("node1", 1, set(&["node1"]), 100));
         assert!(a.vote("node2", 2, set(&["node2"]), 200));
     }

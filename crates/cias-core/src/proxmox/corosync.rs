@@ -17,6 +17,10 @@ pub struct Votes {
     pub qdevice: Option<u32>,
     /// The QDevice's qnetd host (`quorum.device.net.host`).
     pub qdevice_host: Option<std::net::IpAddr>,
+    /// Every node has exactly one vote, and no votequorum option changes the arithmetic
+    /// (`two_node`, `auto_tie_breaker`, `last_man_standing`, `expected_votes`). Proxmox writes
+    /// none of them; a cluster configured otherwise is counted by the safe side.
+    pub plain: bool,
 }
 
 impl Votes {
@@ -49,7 +53,7 @@ fn tokens(text: &str) -> impl Iterator<Item = Token<'_>> {
 pub fn parse_votes(text: &str) -> Result<Votes, FormatError> {
     let bad = |problem: String| FormatError::new("corosync.conf", problem);
     let mut path: Vec<&str> = Vec::new();
-    let (mut nodes, mut node_votes, mut qdevice, mut qdevice_host) = (0, 0, None, None);
+    let (mut nodes, mut node_votes, mut qdevice, mut qdevice_host, mut plain) = (0, 0, None, None, true);
     let mut has_nodelist = false;
     for token in tokens(text) {
         match token {
@@ -72,7 +76,14 @@ pub fn parse_votes(text: &str) -> Result<Votes, FormatError> {
                 let number = || value.parse::<u32>().map_err(|_| bad(format!("{key}: '{value}' is not a number")));
                 match (path.as_slice(), key) {
                     // The default of 1 was counted when the node's section opened.
-                    (["nodelist", "node"], "quorum_votes") => node_votes = node_votes - 1 + number()?,
+                    (["nodelist", "node"], "quorum_votes") => {
+                        let votes = number()?;
+                        plain &= votes == 1;
+                        node_votes = node_votes - 1 + votes;
+                    }
+                    (["quorum"], "two_node" | "auto_tie_breaker" | "last_man_standing" | "expected_votes") => {
+                        plain &= value == "0" && key != "expected_votes";
+                    }
                     (["quorum", "device"], "votes") => qdevice = Some(number()?),
                     (["quorum", "device", "net"], "host") => {
                         qdevice_host = Some(value.parse().map_err(|_| bad(format!("host: '{value}' is not an address")))?)
@@ -88,7 +99,7 @@ pub fn parse_votes(text: &str) -> Result<Votes, FormatError> {
     if !has_nodelist || nodes == 0 {
         return Err(bad("no node in its nodelist".into()));
     }
-    Ok(Votes { nodes, node_votes, qdevice, qdevice_host })
+    Ok(Votes { nodes, node_votes, qdevice, qdevice_host, plain })
 }
 
 #[cfg(test)]
@@ -101,7 +112,8 @@ mod tests {
     #[test]
     fn two_nodes_and_a_qdevice() {
         let v = parse_votes(TWO_NODES_QDEVICE).unwrap();
-        assert_eq!(v, Votes { nodes: 2, node_votes: 2, qdevice: Some(1), qdevice_host: Some("10.253.1.1".parse().unwrap()) });
+        let host = Some("10.253.1.1".parse().unwrap());
+        assert_eq!(v, Votes { nodes: 2, node_votes: 2, qdevice: Some(1), qdevice_host: host, plain: true });
         assert_eq!(v.expected(), 3);
     }
 
@@ -112,7 +124,11 @@ mod tests {
             "",
         );
         let text = text.replacen("    quorum_votes: 1\n", "", 1).replacen("quorum_votes: 1", "quorum_votes: 3", 1);
-        assert_eq!(parse_votes(&text).unwrap(), Votes { nodes: 2, node_votes: 4, qdevice: None, qdevice_host: None });
+        let v = parse_votes(&text).unwrap();
+        assert_eq!((v.nodes, v.node_votes, v.qdevice, v.plain), (2, 4, None, false));
+        let two_node = text.replace("  provider: corosync_votequorum\n", "  provider: corosync_votequorum\n  two_node: 1\n");
+        assert!(!parse_votes(&two_node.replace("quorum_votes: 3", "quorum_votes: 1")).unwrap().plain);
+        assert!(parse_votes(&TWO_NODES_QDEVICE.replace("device {", "two_node: 0\n  device {")).unwrap().plain);
     }
 
     #[test]

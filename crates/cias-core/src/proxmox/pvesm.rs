@@ -20,6 +20,23 @@ pub fn parse_status(text: &str) -> Vec<StorageRow> {
         .collect()
 }
 
+/// Where Proxmox keeps the cluster's storages (a section config).
+pub const STORAGE_CFG: &str = "/etc/pve/storage.cfg";
+
+/// The `server` and `export` of NFS storage `id` in storage.cfg's text (`nfs: ID` then
+/// tab-indented `key value` lines).
+pub fn nfs_target(storage_cfg: &str, id: &str) -> Option<(String, String)> {
+    let header = format!("nfs: {id}");
+    let mut lines = storage_cfg.lines().skip_while(|l| l.trim_end() != header).skip(1);
+    let props: Vec<(&str, &str)> = lines
+        .by_ref()
+        .take_while(|l| l.starts_with(char::is_whitespace) && !l.trim().is_empty())
+        .filter_map(|l| l.trim().split_once(char::is_whitespace))
+        .collect();
+    let get = |key: &str| props.iter().find(|(k, _)| *k == key).map(|(_, v)| v.trim().to_string());
+    Some((get("server")?, get("export")?))
+}
+
 /// `pvesm scan nfs SERVER`: `PATH CLIENTS` lines (pvesm.pm prints the path padded).
 pub fn parse_scan_nfs(text: &str) -> Vec<(String, String)> {
     text.lines()
@@ -41,6 +58,9 @@ mod tests {
         let rows = parse_status(status);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1], StorageRow { id: "nfs1".into(), kind: "nfs".into(), status: "inactive".into() });
+        let cfg = "dir: local\n\tpath /var/lib/vz\n\nnfs: nas1\n\texport /srv/nfs\n\tpath /mnt/pve/nas1\n\tserver 10.253.1.1\n\tcontent backup\n\n";
+        assert_eq!(nfs_target(cfg, "nas1"), Some(("10.253.1.1".into(), "/srv/nfs".into())));
+        assert_eq!(nfs_target(cfg, "local"), None);
         let scan = parse_scan_nfs("/srv/nfs   10.0.0.0/24\n/srv/other *\n");
         assert_eq!(scan, [("/srv/nfs".to_string(), "10.0.0.0/24".to_string()), ("/srv/other".into(), "*".into())]);
     }

@@ -35,6 +35,8 @@ enum Event {
     MetaloggerStartsOver,
     /// The switched-to node won the election: this one lost the VIP.
     HandoverEnds,
+    /// corosync.conf now gives the cluster no majority after a node's loss (QDevice removed).
+    TakeoverTurnedOff,
 }
 
 struct World {
@@ -97,6 +99,7 @@ impl World {
             Event::HandoverStarts => (self.handing_over, self.master) = (true, Master::Stopped),
             Event::HandoverEnds => self.vip = false,
             Event::MetaloggerStartsOver => self.metalogger_has_base = false,
+            Event::TakeoverTurnedOff => self.automatic_takeover = false,
         }
     }
 
@@ -540,6 +543,45 @@ fn without_a_majority_a_backup_that_wins_the_vip_by_the_race_gives_it_back_witho
           4   keepalived: FAULT, its VIPs removed
          30 ! QuorumBack
          30   role: fit
+        ",
+    );
+}
+
+#[test]
+fn a_configuration_that_just_turned_takeover_off_still_fences_for_a_minute() {
+    // `pvecm qdevice remove` while the cluster splits: the running quorum may still give the
+    // other side the QDevice's vote, so this side fences as before for OFF_SETTLES.
+    let script = [(2, Event::TakeoverTurnedOff), (5, Event::QuorumLost), (30, Event::QuorumBack)];
+    let log = run(World::serving_node(), 10, &script, 31);
+    assert_log(
+        &log,
+        "
+          2 ! TakeoverTurnedOff
+          5 ! QuorumLost
+          5   role: unfit (not in the quorate partition)
+          5   watchdog: Starve
+          6   keepalived: FAULT, its VIPs removed
+          7   -> kill mfsmaster (quorum lost)
+         15   -> stop every VM and cut the MooseFS mount (fence delay reached)
+         15   watchdog: Disarm
+         30 ! QuorumBack
+         30   -> quorum regained: mount MooseFS again
+         30   role: fit
+         30   watchdog: Feed
+        ",
+    );
+}
+
+#[test]
+fn a_loop_restarted_while_the_master_stands_alone_keeps_it_serving() {
+    // A new loop (no memory) on the master of a two-node cluster whose other node is gone.
+    let world = World { automatic_takeover: false, quorate: false, ..World::serving_node() };
+    let log = run(world, 10, &[(20, Event::MasterCrashes)], 22);
+    assert_log(
+        &log,
+        "
+         20 ! MasterCrashes
+         21   -> restart mfsmaster (the VIP holder does not serve)
         ",
     );
 }

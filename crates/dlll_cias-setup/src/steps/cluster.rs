@@ -59,10 +59,16 @@ pub fn quorum_device(ctx: &mut Ctx) -> Result<()> {
              has {} nodes",
             votes.nodes
         )),
+        (_, Some(_)) if votes.nodes % 2 == 1 => ui::warn(&format!(
+            "the cluster now has {} nodes and a QDevice: Proxmox supports a QDevice with an even node count \
+             only; remove it (dlll_cias-nas remove ADDRESS, or pvecm qdevice remove) unless another node \
+             joins soon",
+            votes.nodes
+        )),
         _ => {}
     }
-    let takeover =
-        majority::read_votes(ctx.local.as_ref()).map_or(Takeover::from_votes(votes), Takeover::from_votes);
+    // Read again: a QDevice just set up counts.
+    let takeover = Takeover::read(ctx.local.as_ref()).unwrap_or(Takeover::from_votes(votes));
     tracing::info!("{}", takeover.summary());
     match takeover.advice() {
         Some(advice) => ui::warn(&advice),

@@ -52,8 +52,7 @@ pub fn summary(ctx: &Ctx) -> String {
         }
     ));
     if let Some(takeover) = Takeover::read(ctx.local.as_ref()) {
-        let capital = takeover.summary().replacen('a', "A", 1);
-        text.push_str(&format!("{capital}\n"));
+        text.push_str(&format!("{}\n", takeover.summary()));
         if let Some(advice) = takeover.advice().filter(|_| !ctx.dry_run) {
             ui::warn(&advice);
         }

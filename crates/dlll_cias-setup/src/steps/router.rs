@@ -10,7 +10,7 @@ use cias_core::guest_firewall;
 use cias_core::host::{Command, DryRunHost, Host};
 use cias_core::paths::{BIN_DIR, MANAGEMENT_DIR, SHARED_MANAGEMENT_DIR};
 use cias_core::proxmox::pvesh::{self, VmResource};
-use cias_core::router::KNOWN_HOSTS;
+use cias_core::router::{Change, KNOWN_HOSTS, LOGIN};
 use cias_core::settings::Secret;
 
 use crate::ctx::Ctx;
@@ -21,7 +21,6 @@ use crate::steps::management::{newest_router_archive, ROUTER_DIR};
 use crate::ui;
 
 const VMID: &str = "100";
-const LOGIN: &str = "cias";
 const FACTORY_PASSWORD: &str = "dlll@nccu";
 
 fn router_vm(ctx: &Ctx) -> Result<Option<VmResource>> {
@@ -114,8 +113,8 @@ pub fn configure(ctx: &mut Ctx) -> Result<()> {
     router.run(&Command::from_argv(&["setup_ip_proxmox.sh", &proxmox_ip, &mask, &gateway]))?;
     router.run(&Command::from_argv(&["setup_ip_nas.sh", &nas_ip, &mask, &gateway]))?;
     for (index, ip) in ext.router_vm_ips.iter().enumerate() {
-        let (index, ip) = (index.to_string(), ip.to_string());
-        router.run(&Command::from_argv(&["setup_ip_vm.sh", &index, &ip, &mask, &gateway]))?;
+        let index = u8::try_from(index).expect("at most 251 VM-management IPs (settings validation)");
+        router.run(&Change::SetVmIp { index, ip: *ip }.command(ext.network.netmask(), ext.gateway))?;
     }
     let user = ctx.node.router_admin_user.clone().context("no router administrator account name")?;
     router.run(
