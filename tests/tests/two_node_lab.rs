@@ -224,6 +224,11 @@ fn without_qdevice(step: &impl Fn(&str)) {
     let second = demo::setup(&lab, n2, &[]).unwrap();
     assert_eq!(second.status, 0, "{}\n{}", second.stdout, second.stderr);
     assert!(second.stderr.contains(OFF), "setup did not say takeover is off:\n{}", second.stderr);
+    assert!(
+        second.stderr.contains("after this join the cluster has two nodes and no QDevice"),
+        "the plan did not warn:\n{}",
+        second.stderr
+    );
     assert!(second.stdout.contains("Automatic takeover: OFF (2 nodes, no QDevice"), "{}", second.stdout);
     let installed = mails_with(&lab, OFF);
     assert!(

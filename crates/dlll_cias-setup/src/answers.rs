@@ -78,8 +78,8 @@ pub struct Answers {
     pub uplink_targets: Vec<Ipv4Addr>,
 
     /// The QDevice host (corosync-qnetd on the NAS or any small machine), set up by the node
-    /// whose join makes the cluster two nodes: without one, a two-node cluster has no automatic
-    /// takeover (no majority survives a node's loss).
+    /// whose join makes the cluster two nodes (asked then at a terminal): without one, a
+    /// two-node cluster has no automatic takeover (no majority survives a node's loss).
     #[arg(long, value_name = "IP")]
     pub qdevice: Option<Ipv4Addr>,
 
@@ -173,6 +173,22 @@ where
         }
         Asking::Never => default.ok_or_else(|| missing(key)),
     }
+}
+
+/// Asks at the terminal for an address that may be left out (empty: `None`).
+pub fn ask_optional_ip(prompt: &str) -> Result<Option<Ipv4Addr>> {
+    let text = dialoguer::Input::<String>::new()
+        .with_prompt(prompt)
+        .allow_empty(true)
+        .validate_with(|s: &String| {
+            if s.trim().is_empty() {
+                Ok(())
+            } else {
+                s.trim().parse::<Ipv4Addr>().map(|_| ()).map_err(|e| e.to_string())
+            }
+        })
+        .interact_text()?;
+    Ok(text.trim().parse().ok())
 }
 
 /// The error for an answer nobody gave.

@@ -17,7 +17,7 @@ use cias_core::templates::Templates;
 use cias_core::vrrp::Priority;
 use serde::Deserialize;
 
-use crate::answers::{confirm, missing, resolve, Answers, Asking};
+use crate::answers::{ask_optional_ip, confirm, missing, resolve, Answers, Asking};
 use crate::ctx::Ctx;
 use crate::node::{NodeRecord, PlannedDisk, Role};
 use crate::steps::management::newest_router_archive;
@@ -339,6 +339,18 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
         )?),
         Role::Extension => None,
     };
+    // The second node of a cluster: without a QDevice it has no automatic takeover.
+    let makes_two = role == Role::Extension && registry.active(NodeKind::Pve).count() == 1;
+    let qdevice = match (a.qdevice, makes_two, asking) {
+        (None, true, Asking::Terminal) => ask_optional_ip(
+            "This node makes a two-node cluster: QDevice host (corosync-qnetd on the NAS or any small \
+             machine; empty: none, and automatic takeover stays off)",
+        )?,
+        (given, _, _) => given,
+    };
+    if makes_two && qdevice.is_none() {
+        ui::warn("after this join the cluster has two nodes and no QDevice: automatic takeover is OFF (see --qdevice)");
+    }
     let record = NodeRecord {
         name: node_name,
         role,
@@ -350,7 +362,7 @@ pub fn fresh(cli: &Cli, host: Arc<dyn Host>) -> Result<Option<Ctx>> {
         nics,
         disks,
         router_admin_user,
-        qdevice: a.qdevice,
+        qdevice,
     };
     show_plan(&record, &settings, &facts.disks);
     // Answers from a file are still confirmed at a terminal; automation says --yes.

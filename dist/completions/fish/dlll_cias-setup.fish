@@ -21,7 +21,7 @@ complete -c dlll_cias-setup -l smtp-host -d 'First node: SMTP relay for reports 
 complete -c dlll_cias-setup -l smtp-port -d 'First node: SMTP port (default 25)' -r
 complete -c dlll_cias-setup -l smtp-from -d 'First node: sender address of reports' -r
 complete -c dlll_cias-setup -l uplink-target -d 'First node: the addresses the uplink check pings, any answer counts (repeat; default: the external gateway, 8.8.8.8 and 1.1.1.1)' -r
-complete -c dlll_cias-setup -l qdevice -d 'The QDevice host (corosync-qnetd on the NAS or any small machine), set up by the node whose join makes the cluster two nodes: without one, a two-node cluster has no automatic takeover (no majority survives a node\'s loss)' -r
+complete -c dlll_cias-setup -l qdevice -d 'The QDevice host (corosync-qnetd on the NAS or any small machine), set up by the node whose join makes the cluster two nodes (asked then at a terminal): without one, a two-node cluster has no automatic takeover (no majority survives a node\'s loss)' -r
 complete -c dlll_cias-setup -l master-fingerprint -d 'Extension: the master\'s SSH host key fingerprint (`SHA256:...`, from `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the master). Without it the fingerprint is shown and must be confirmed at the terminal' -r
 complete -c dlll_cias-setup -l dry-run -d 'Show the plan and every command and file this node would get; change nothing'
 complete -c dlll_cias-setup -s y -l yes -d 'Proceed without confirming the plan (needed without a terminal, e.g. with --answers from automation)'
