@@ -185,12 +185,12 @@ fn the_router_vm_answers_ssh_and_records_script_calls() {
         ok(&lab, "node2", &["sh", "-c", create]);
     }
     ok(&lab, "node2", &["qm", "start", "100"]);
-    let out = router(&lab, "dlll@nccu", "setup_ip_vm.sh 0 192.168.56.104", "");
+    let out = router(&lab, "dlll@nccu", "setup_ip_vm.sh 0 192.168.56.104 255.255.255.0 192.168.56.1", "");
     assert!(out.success() && out.stdout.contains("OK"), "{}{}", out.stdout, out.stderr);
     let disk = ok(&lab, "node1", &["cat", "/etc/pve/.disks/images/100/vm-100-disk-0.raw"]);
     assert!(
-        disk.lines()
-            .any(|l| l.starts_with("CALL ") && l.ends_with(r#" setup_ip_vm.sh ["0","192.168.56.104"]"#)),
+        disk.lines().any(|l| l.starts_with("CALL ")
+            && l.ends_with(r#" setup_ip_vm.sh ["0","192.168.56.104","255.255.255.0","192.168.56.1"]"#)),
         "{disk}"
     );
     // The factory password is replaced; the new one (sent on stdin) is the only one that works.

@@ -149,7 +149,8 @@ fn the_factory_router_archive_restores_starts_and_takes_the_factory_login() {
         assert!(config.lines().any(|l| l == line), "{line} in:\n{config}");
     }
     ok(&lab, "node1", &["qm", "start", "100"]);
-    let out = password_ssh(&lab, "node1", "cias@10.0.0.254", "dlll@nccu", "setup_ip_vm.sh 0 192.168.56.104");
+    let ip_vm = "setup_ip_vm.sh 0 192.168.56.104 255.255.255.0 192.168.56.1";
+    let out = password_ssh(&lab, "node1", "cias@10.0.0.254", "dlll@nccu", ip_vm);
     assert!(out.success() && out.stdout.contains("OK"), "{}{}", out.stdout, out.stderr);
     ok(&lab, "node1", &["qm", "stop", "100"]);
 }
