@@ -210,7 +210,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let refusal = if !installed.priority.can_be_master() {
         Some(Refusal::NeverMaster)
     } else {
-        let view = ctx.view()?;
+        let view = if cli.from_keepalived { quorate_view(&ctx)? } else { ctx.view()? };
         let verdict = verdict_after(boot_ms());
         if !view.quorate {
             let online: Vec<&str> = view.online().into_iter().collect();
@@ -352,5 +352,21 @@ fn verdict_after(since: u64) -> Result<(), String> {
             return verdict.allows_role(boot_ms());
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The cluster as this node sees it, quorate if it becomes so within 10 s. keepalived may make
+/// this node MASTER while the quorum is settling after a member's loss (measured in the lab,
+/// two nodes and a QDevice: the survivor's VRRP timer fired during the QDevice's re-vote, its
+/// takeover refused, and the node gave the role up for 2 minutes). Without quorum it is still
+/// refused, 10 s later.
+fn quorate_view(ctx: &Ctx) -> Result<ClusterView> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let view = ctx.view()?;
+        if view.quorate || std::time::Instant::now() > deadline {
+            return Ok(view);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
