@@ -210,7 +210,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let refusal = if !installed.priority.can_be_master() {
         Some(Refusal::NeverMaster)
     } else {
-        let view = if cli.from_keepalived { quorate_view(&ctx)? } else { ctx.view()? };
+        // Only a QDevice's re-vote leaves a gap in the quorum of the side that keeps a majority.
+        let revote = cli.from_keepalived
+            && cias_core::majority::read_votes(ctx.local.as_ref()).is_some_and(|v| v.qdevice.is_some());
+        let view = if revote { quorate_view(&ctx)? } else { ctx.view()? };
         let verdict = verdict_after(boot_ms());
         if !view.quorate {
             let online: Vec<&str> = view.online().into_iter().collect();
@@ -355,11 +358,11 @@ fn verdict_after(since: u64) -> Result<(), String> {
     }
 }
 
-/// The cluster as this node sees it, quorate if it becomes so within 10 s. keepalived may make
-/// this node MASTER while the quorum is settling after a member's loss (measured in the lab,
-/// two nodes and a QDevice: the survivor's VRRP timer fired during the QDevice's re-vote, its
-/// takeover refused, and the node gave the role up for 2 minutes). Without quorum it is still
-/// refused, 10 s later.
+/// The cluster as this node sees it, quorate if it becomes so within 10 s. In a cluster with
+/// a QDevice, keepalived may make this node MASTER while the QDevice re-votes after a member's
+/// loss (measured in the lab, two nodes and a QDevice: the survivor's VRRP timer fired in that
+/// gap, its takeover refused, and the node gave the role up for 2 minutes). Without quorum it
+/// is still refused, 10 s later.
 fn quorate_view(ctx: &Ctx) -> Result<ClusterView> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
