@@ -3,7 +3,8 @@
 use anyhow::{bail, Context, Result};
 
 /// Packages the tests use for real: keepalived validates rendered configs, sshd serves the SSH
-/// host tests, arping probes for duplicate addresses, libssl/pkg-config build ssh2's libssh2.
+/// host tests, arping probes for duplicate addresses, libssl/pkg-config build ssh2's libssh2,
+/// showmount answers for the stand-in's NFS checks.
 pub const TEST_PACKAGES: &[&str] = &[
     "keepalived",
     "openssh-server",
@@ -13,6 +14,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     "libssl-dev",
     "pkg-config",
     "zlib1g-dev",
+    // showmount: the stand-in's `pvesm add|scan nfs` checks a server with it, as Proxmox does
+    // (its format tests run on this machine, against loopback).
+    "nfs-common",
 ];
 
 /// Packages the lab host needs (see lab/README.md): nspawn to boot the nodes, mmdebstrap to
