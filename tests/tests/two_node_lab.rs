@@ -116,16 +116,22 @@ fn with_qdevice(step: &impl Fn(&str)) {
     );
     assert!(
         mails_with(&lab, OFF).iter().all(|b| b.contains("until the cluster has a second node")),
-        "no mail says takeover is off"
+        "a mail of this cluster with a QDevice says its takeover is off"
     );
+}
+
+/// The toolkit's `binary ARGS` on `node`, which must exit with `code`.
+fn toolkit(lab: &Lab, node: Node, binary: &str, args: &[&str], code: i32) -> xtask::lab::Output {
+    let mut argv = vec![binary];
+    argv.extend_from_slice(args);
+    let out = lab.exec(node, &argv).unwrap();
+    assert_eq!(out.status, code, "{binary} {args:?}:\n{}\n{}", out.stdout, out.stderr);
+    out
 }
 
 /// `dlll_cias-nas ARGS` on `node`, which must exit with `code`; its stdout and stderr.
 fn nas_cmd(lab: &Lab, node: Node, args: &[&str], code: i32) -> String {
-    let mut argv = vec!["dlll_cias-nas"];
-    argv.extend_from_slice(args);
-    let out = lab.exec(node, &argv).unwrap();
-    assert_eq!(out.status, code, "dlll_cias-nas {args:?}:\n{}\n{}", out.stdout, out.stderr);
+    let out = toolkit(lab, node, "dlll_cias-nas", args, code);
     format!("{}{}", out.stdout, out.stderr)
 }
 
@@ -140,11 +146,7 @@ fn storage_status(lab: &Lab, node: Node) -> Option<String> {
 
 /// `dlll_cias-router ARGS` on `node`, which must succeed; its stdout.
 fn router(lab: &Lab, node: Node, args: &[&str]) -> String {
-    let mut argv = vec!["dlll_cias-router"];
-    argv.extend_from_slice(args);
-    let out = lab.exec(node, &argv).unwrap();
-    assert_eq!(out.status, 0, "dlll_cias-router {args:?}:\n{}\n{}", out.stdout, out.stderr);
-    out.stdout
+    toolkit(lab, node, "dlll_cias-router", args, 0).stdout
 }
 
 /// The router's script calls as its disk records them (`CALL <ms> <script> <json args>`).
@@ -191,10 +193,7 @@ fn router_management(lab: &Lab, node: Node) {
         (&["forward", "100"][..], 2),
         (&["forward", "2101", "--port", "100:80"][..], 2),
     ] {
-        let mut argv = vec!["dlll_cias-router"];
-        argv.extend_from_slice(args);
-        let out = lab.exec(node, &argv).unwrap();
-        assert_eq!(out.status, code, "{args:?}: {}{}", out.stdout, out.stderr);
+        toolkit(lab, node, "dlll_cias-router", args, code);
     }
     router(lab, node, &["add-ip", "192.168.56.107"]);
     let gone = router(lab, node, &["remove-ip", "192.168.56.107"]);
